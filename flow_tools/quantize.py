@@ -1,0 +1,24 @@
+"""Flow <-> 8-bit image encoding shared with denseflow and MMAction2.
+
+`q = round(255 * (clip(f, -B, B) + B) / (2B))`, bound B = 20 by default, so 127.5 is no
+motion and one grey level is 2B/255 ~ 0.157 px: the round trip is exact to half of that for
+flows inside the bound (JPEG compression adds its own error on top).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_BOUND = 20.0
+
+
+def quantize(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """float flow (any shape, px) -> uint8 of the same shape."""
+    if bound <= 0:
+        raise ValueError(f"bound must be positive, got {bound}")
+    f = np.clip(np.asarray(flow, dtype=np.float32), -bound, bound)
+    return np.round(255.0 * (f + bound) / (2.0 * bound)).astype(np.uint8)
+
+
+def dequantize(q: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """uint8 (or float grey levels) -> float32 flow in px, the inverse of `quantize`."""
+    return (np.asarray(q, dtype=np.float32) * (2.0 * bound / 255.0) - bound).astype(np.float32)

@@ -1,0 +1,89 @@
+"""One Dataset for both streams: the modality decides what a snippet is.
+
+Item (train): (float [K, C, H, W], label, video_id) with C = 3 (RGB, one frame per segment) or
+C = 2L (flow: x_0, y_0, x_1, y_1, ... of L consecutive fields). Item (test): the same for all
+test segments and crops, float [crops, S, C, H, W].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .frames import FrameReadError, RawframeSource, VideoFileSource
+from .sampling import test_indices, train_indices
+from .splits import VideoRecord
+from .transforms import TSN_SCALES, TrainTransform, multi_crop, to_snippet_tensor
+
+MODALITIES = ("rgb", "flow")
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How a video becomes a tensor (saved with every run)."""
+
+    modality: str = "rgb"
+    num_segments: int = 3
+    new_length: int = 1  # snippet length L: 1 for RGB, 5 (TSN) or 10 (two-stream) for flow
+    input_size: int = 224
+    scale_size: int = 256  # short side before test crops
+    test_segments: int = 25
+    test_crops: int = 1
+    flip: bool = True
+    scales: tuple[float, ...] = TSN_SCALES
+
+
+class VideoDataset(Dataset):
+    """TSN samples of `records` read from `source` (rawframes or video files)."""
+
+    def __init__(self, records: list[VideoRecord], source: RawframeSource | VideoFileSource,
+                 clip: ClipConfig, train: bool, seed: int = 0):
+        if clip.modality not in MODALITIES:
+            raise ValueError(f"unknown modality {clip.modality!r}; choose from {MODALITIES}")
+        if clip.modality == "rgb" and clip.new_length != 1:
+            raise ValueError("the RGB stream samples one frame per segment (new_length=1)")
+        self.records = records
+        self.source = source
+        self.clip = clip
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.transform = TrainTransform(clip.modality, clip.input_size, clip.scales, clip.flip)
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random draws each epoch, reproducible from (seed, epoch, index)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def indices(self, record: VideoRecord, rng: np.random.Generator | None) -> np.ndarray:
+        """0-based frame (RGB) or flow-field (flow) indices, int64 [K, L]."""
+        c = self.clip
+        n = record.num_frames if c.modality == "rgb" else record.num_flows
+        if n < 1:
+            what = "frames" if c.modality == "rgb" else "flow fields"
+            raise FrameReadError(f"{record.video_id}: no {what} found (was it extracted?)")
+        if self.train:
+            return train_indices(n, c.num_segments, c.new_length, rng)
+        return test_indices(n, c.test_segments, c.new_length)
+
+    def load(self, record: VideoRecord, idx: np.ndarray) -> torch.Tensor:
+        """Decode the snippets at `idx` [K, L] -> float [K, C, H, W] in [0, 1]."""
+        if self.clip.modality == "rgb":
+            frames = self.source.rgb(record.video_id, idx[:, 0])
+        else:
+            frames = self.source.flow_images(record.video_id, idx.reshape(-1))
+        return to_snippet_tensor(frames, self.clip.modality, idx.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        record = self.records[i]
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            x = self.transform(self.load(record, self.indices(record, rng)), rng)
+        else:
+            x = multi_crop(self.load(record, self.indices(record, None)), self.clip.modality,
+                           self.clip.input_size, self.clip.scale_size, self.clip.test_crops)
+        return x, record.label, record.video_id

@@ -1,0 +1,249 @@
+"""Reading frames and flow: rawframe folders (MMAction2/denseflow, feichtenhofer) and video files.
+
+Indices passed in are 0-based (as sampling returns them); files on disk are 1-based.
+Flow index i is the motion from frame i to frame i+1. Every reader raises `FrameReadError`
+naming the file: a missing frame is never replaced by a black one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flow_tools.quantize import DEFAULT_BOUND, dequantize
+
+from .splits import INDEX_FILE, VIDEO_EXTENSIONS, load_index, save_index
+
+log = logging.getLogger(__name__)
+META_FILE = "meta.json"
+
+
+class FrameReadError(IOError):
+    """A frame, flow image or video that is missing or cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """Where the files of a video live, as templates of `video` (the id), `name` (its last
+    path part) and the 1-based `index`."""
+
+    rgb: str
+    flow_x: str
+    flow_y: str
+
+
+LAYOUTS: dict[str, FrameLayout] = {
+    # denseflow / MMAction2 / our extractor
+    "rawframes": FrameLayout("{video}/img_{index:05d}.jpg", "{video}/flow_x_{index:05d}.jpg",
+                             "{video}/flow_y_{index:05d}.jpg"),
+    # MMAction2's test-data naming (x_/y_ prefixes)
+    "rawframes_xy": FrameLayout("{video}/img_{index:05d}.jpg", "{video}/x_{index:05d}.jpg",
+                                "{video}/y_{index:05d}.jpg"),
+    # feichtenhofer/twostreamfusion and the jeffreyyihuang code: no class folder in the name
+    "feichtenhofer": FrameLayout("jpegs_256/{name}/frame{index:06d}.jpg",
+                                 "tvl1_flow/u/{name}/frame{index:06d}.jpg",
+                                 "tvl1_flow/v/{name}/frame{index:06d}.jpg"),
+}
+
+
+def _path(root: Path, template: str, video_id: str, index0: int) -> Path:
+    return root / template.format(video=video_id, name=video_id.rsplit("/", 1)[-1],
+                                  index=index0 + 1)
+
+
+def read_image(path: Path, grey: bool = False) -> np.ndarray:
+    """uint8 [H, W, 3] RGB, or [H, W] for `grey`; raises FrameReadError naming the file."""
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    if img is None:
+        what = "missing" if not Path(path).exists() else "unreadable (not an image?)"
+        raise FrameReadError(f"{path}: frame {what}")
+    return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _count_matching(directory: Path, basename_template: str) -> int:
+    head, _, tail = basename_template.partition("{index")
+    tail = tail.split("}", 1)[1]
+    pattern = re.compile(re.escape(head) + r"\d+" + re.escape(tail) + "$")
+    try:
+        return sum(1 for e in os.scandir(directory) if pattern.match(e.name))
+    except FileNotFoundError:
+        return 0
+
+
+def read_meta(frame_dir: Path) -> dict | None:
+    """The extractor's `meta.json` of one video folder, or None when there is none."""
+    path = Path(frame_dir) / META_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FrameReadError(f"{path}: corrupt meta.json ({e}); delete the folder and "
+                             "re-extract") from None
+
+
+def cached_counts(index_dir: Path, video_ids: list[str], count) -> dict[str, tuple[int, int]]:
+    """`count(video_id)` for each id, cached in `<index_dir>/frame_index.json` (written when the
+    folder is writable) so a data set is scanned once, not per sample or per run."""
+    index_path = index_dir / INDEX_FILE
+    cached = load_index(index_path) if index_path.exists() else {}
+    missing = [v for v in video_ids if v not in cached]
+    for v in missing:
+        cached[v] = count(v)
+    if missing and os.access(index_dir, os.W_OK):
+        save_index(index_path, cached)
+    return {v: cached[v] for v in video_ids}
+
+
+class RawframeSource:
+    """Frames and flow images of pre-extracted videos under `root` in a given layout."""
+
+    def __init__(self, root: str | os.PathLike, layout: str | FrameLayout = "rawframes"):
+        self.root = Path(root)
+        if isinstance(layout, str):
+            if layout not in LAYOUTS:
+                raise ValueError(f"unknown frame layout {layout!r}; choose from {sorted(LAYOUTS)}")
+            layout = LAYOUTS[layout]
+        self.layout = layout
+        if not self.root.is_dir():
+            raise FrameReadError(f"{self.root}: frame root not found")
+
+    def count(self, video_id: str) -> tuple[int, int]:
+        """(num_frames, num_flows) from meta.json, else by one scan of the folder."""
+        meta = read_meta(self.root / video_id) if "{video}" in self.layout.rgb else None
+        if meta is not None:
+            return int(meta["num_frames"]), int(meta["num_flows"])
+        counts = []
+        for template in (self.layout.rgb, self.layout.flow_x):
+            p = _path(self.root, template, video_id, 0)
+            counts.append(_count_matching(p.parent, os.path.basename(template)))
+        return counts[0], counts[1]
+
+    def counts(self, video_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Counts for many videos, cached (delete frame_index.json after re-extracting)."""
+        return cached_counts(self.root, video_ids, self.count)
+
+    def bound(self, video_id: str) -> float:
+        meta = read_meta(self.root / video_id) if "{video}" in self.layout.rgb else None
+        return float(meta.get("bound", DEFAULT_BOUND)) if meta else DEFAULT_BOUND
+
+    def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] RGB frames at 0-based `indices`."""
+        return np.stack([read_image(_path(self.root, self.layout.rgb, video_id, int(i)))
+                         for i in np.ravel(indices)])
+
+    def flow_images(self, video_id: str, indices: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 2] quantised flow (x, y) at 0-based flow `indices`."""
+        out = []
+        for i in np.ravel(indices):
+            x = read_image(_path(self.root, self.layout.flow_x, video_id, int(i)), grey=True)
+            y = read_image(_path(self.root, self.layout.flow_y, video_id, int(i)), grey=True)
+            if x.shape != y.shape:
+                raise FrameReadError(
+                    f"{_path(self.root, self.layout.flow_y, video_id, int(i))}: size {y.shape} "
+                    f"differs from its x image {x.shape}")
+            out.append(np.stack([x, y], axis=-1))
+        return np.stack(out)
+
+    def flow(self, video_id: str, indices: np.ndarray) -> np.ndarray:
+        """float32 [N, H, W, 2] flow in pixels, dequantised with the bound in meta.json."""
+        return dequantize(self.flow_images(video_id, indices), self.bound(video_id))
+
+
+def find_video(root: Path, video_id: str) -> Path:
+    """The video file of `video_id` under `root`, whatever its container extension."""
+    for ext in VIDEO_EXTENSIONS:
+        p = root / f"{video_id}{ext}"
+        if p.exists():
+            return p
+    raise FrameReadError(f"{root / video_id}.*: video file not found "
+                         f"(looked for {', '.join(VIDEO_EXTENSIONS)})")
+
+
+def count_video_frames(path: str | os.PathLike) -> int:
+    """Decodable frames of a video, by grabbing every frame (container counts can lie)."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FrameReadError(f"{path}: cannot open video")
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    if n == 0:
+        raise FrameReadError(f"{path}: no decodable frames")
+    return n
+
+
+def read_video_frames(path: str | os.PathLike, indices: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [N, H, W, 3] RGB frames at 0-based `indices` (all frames when None).
+
+    Decodes sequentially up to the last index and keeps only the requested frames (seeking is
+    unreliable in many AVI/MP4 files); indices may repeat and come in any order.
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FrameReadError(f"{path}: cannot open video")
+    wanted = None if indices is None else np.ravel(indices).astype(int)
+    last = None if wanted is None else int(wanted.max())
+    wanted_set = None if wanted is None else frozenset(int(x) for x in wanted)
+    keep: dict[int, np.ndarray] = {}
+    frames: list[np.ndarray] = []
+    i = 0
+    try:
+        while last is None or i <= last:
+            if wanted_set is None or i in wanted_set:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                if wanted is None:
+                    frames.append(rgb)
+                else:
+                    keep[i] = rgb
+            elif not cap.grab():
+                break
+            i += 1
+    finally:
+        cap.release()
+    if wanted is None:
+        if not frames:
+            raise FrameReadError(f"{path}: no decodable frames")
+        return np.stack(frames)
+    if last >= i:
+        raise FrameReadError(f"{path}: frame {last} requested but the video ends after {i} "
+                             "frames")
+    return np.stack([keep[int(j)] for j in wanted])
+
+
+class VideoFileSource:
+    """RGB frames decoded straight from video files (`<root>/<video_id>.<ext>`): the spatial
+    stream can train and predict without extracting frames. Flow needs extraction first."""
+
+    def __init__(self, root: str | os.PathLike, index_dir: str | os.PathLike | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FrameReadError(f"{self.root}: video root not found")
+        self.index_dir = Path(index_dir) if index_dir else self.root
+
+    def count(self, video_id: str) -> tuple[int, int]:
+        n = count_video_frames(find_video(self.root, video_id))
+        return n, n - 1
+
+    def counts(self, video_ids: list[str]) -> dict[str, tuple[int, int]]:
+        return cached_counts(self.index_dir, video_ids, self.count)
+
+    def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
+        return read_video_frames(find_video(self.root, video_id), indices)
+
+    def flow_images(self, video_id: str, indices: np.ndarray) -> np.ndarray:
+        raise FrameReadError(
+            f"{self.root / video_id}: the flow modality reads extracted flow images; run "
+            "`python -m flow_tools.extract` on the videos and pass its output as --frames")

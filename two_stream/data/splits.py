@@ -1,0 +1,270 @@
+"""Official split lists (UCF101, HMDB51), folder data sets and group-disjoint validation.
+
+A split gives `VideoRecord`s whose `video_id` keeps the class folder
+(`ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01`), the key every later file (rawframes, score files)
+is joined on. Labels are 0-based indices into the class list.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+
+
+class SplitError(ValueError):
+    """A split or class-index file that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a split. Frame and flow counts are 0 until resolved against a frame root."""
+
+    video_id: str
+    label: int
+    num_frames: int = 0
+    num_flows: int = 0
+
+    @property
+    def class_name(self) -> str:
+        return self.video_id.split("/", 1)[0] if "/" in self.video_id else ""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and test records of one split, with the class names (index = label)."""
+
+    train: list[VideoRecord]
+    test: list[VideoRecord]
+    classes: list[str]
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty lines with their 1-based numbers; accepts LF and CRLF endings."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SplitError(f"{path}: split file not found") from None
+    return [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+
+
+def read_class_index(path: str | os.PathLike) -> list[str]:
+    """Read `classInd.txt` (`<1-based index> <ClassName>` per line) into a 0-based list."""
+    path = Path(path)
+    entries: dict[int, str] = {}
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise SplitError(f"{path}:{n}: expected '<index> <class>', got {line!r}")
+        entries[int(parts[0])] = parts[1]
+    if sorted(entries) != list(range(1, len(entries) + 1)):
+        raise SplitError(f"{path}: class indices must run 1..{len(entries)} without gaps")
+    return [entries[i] for i in range(1, len(entries) + 1)]
+
+
+def video_id_from_path(path: str) -> str:
+    """`ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi` -> `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01`."""
+    path = path.replace("\\", "/")
+    stem, ext = os.path.splitext(path)
+    return stem if ext.lower() in VIDEO_EXTENSIONS else path
+
+
+def read_ucf_list(path: str | os.PathLike, classes: list[str]) -> list[VideoRecord]:
+    """Read a UCF101-style list (`Class/v_Class_gGG_cCC.avi [LABEL]`).
+
+    The label is taken from the class folder (not the file name: UCF101's `HandstandPushups`
+    folder holds `v_HandStandPushups_*` files); a 1-based label column, when present, must agree.
+    """
+    path = Path(path)
+    index = {c: i for i, c in enumerate(classes)}
+    records = []
+    for n, line in _lines(path):
+        parts = line.split()
+        rel = parts[0]
+        folder = rel.replace("\\", "/").split("/")[0] if "/" in rel.replace("\\", "/") else None
+        if folder is None:
+            raise SplitError(f"{path}:{n}: {rel!r} has no class folder (expected Class/video.avi)")
+        if folder not in index:
+            raise SplitError(
+                f"{path}:{n}: class {folder!r} is not in the class index "
+                f"({len(classes)} classes); is the right classInd.txt used?")
+        label = index[folder]
+        if len(parts) > 1:
+            if not parts[1].lstrip("-").isdigit() or int(parts[1]) - 1 != label:
+                raise SplitError(
+                    f"{path}:{n}: label {parts[1]} disagrees with class {folder!r} "
+                    f"(index {label + 1} in classInd)")
+        records.append(VideoRecord(video_id_from_path(rel), label))
+    return records
+
+
+def ucf101_split(split_dir: str | os.PathLike, split: int = 1) -> Split:
+    """UCF101 split N (1..3) from `classInd.txt`, `trainlist0N.txt`, `testlist0N.txt`."""
+    split_dir = Path(split_dir)
+    if not 1 <= split <= 9:  # official 1..3; subsets (e.g. a 15-class list 04) use more
+        raise SplitError(f"{split_dir}: split must be 1..9 (UCF101 has 1..3), got {split}")
+    classes = read_class_index(split_dir / "classInd.txt")
+    train = read_ucf_list(split_dir / f"trainlist0{split}.txt", classes)
+    test = read_ucf_list(split_dir / f"testlist0{split}.txt", classes)
+    return Split(train, test, classes)
+
+
+_HMDB_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d)\.txt$")
+
+
+def hmdb51_split(split_dir: str | os.PathLike, split: int = 1) -> Split:
+    """HMDB51 split N from the official `<class>_test_split<N>.txt` files (mark 1 train, 2 test).
+
+    Classes are sorted by name (the order every HMDB51 code base uses); mark 0 is unused.
+    """
+    split_dir = Path(split_dir)
+    files = sorted(p for p in split_dir.glob(f"*_test_split{split}.txt"))
+    if not files:
+        raise SplitError(f"{split_dir}: no '<class>_test_split{split}.txt' files found")
+    classes = sorted(_HMDB_FILE.match(p.name)["cls"] for p in files)
+    train, test = [], []
+    for label, cls in enumerate(classes):
+        path = split_dir / f"{cls}_test_split{split}.txt"
+        for n, line in _lines(path):
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise SplitError(f"{path}:{n}: expected 'video.avi 0|1|2', got {line!r}")
+            rec = VideoRecord(f"{cls}/{video_id_from_path(parts[0])}", label)
+            if parts[1] == "1":
+                train.append(rec)
+            elif parts[1] == "2":
+                test.append(rec)
+    return Split(train, test, classes)
+
+
+def write_ucf_lists(out_dir: str | os.PathLike, split: Split, ext: str = ".avi",
+                    number: int = 1) -> None:
+    """Write a split in the UCF101 format, so any data set reloads through `ucf101_split`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "classInd.txt",
+                  "".join(f"{i + 1} {c}\n" for i, c in enumerate(split.classes)))
+    _atomic_write(out_dir / f"trainlist0{number}.txt",
+                  "".join(f"{r.video_id}{ext} {r.label + 1}\n" for r in split.train))
+    _atomic_write(out_dir / f"testlist0{number}.txt",
+                  "".join(f"{r.video_id}{ext}\n" for r in split.test))
+
+
+def folder_split(video_root: str | os.PathLike, out_dir: str | os.PathLike,
+                 test_ratio: float = 0.3, seed: int = 0) -> Split:
+    """Split a folder data set (`<root>/<Class>/<video>`) and save it as UCF-style lists.
+
+    Stratified by class and deterministic under `seed`; when the names carry UCF101-style
+    groups (`_gNN_`), whole groups go to one side so test never shares a group with train.
+    The lists are written to `out_dir` (reload with `ucf101_split(out_dir, 1)`).
+    """
+    video_root = Path(video_root)
+    classes = sorted(d.name for d in video_root.iterdir() if d.is_dir())
+    if not classes:
+        raise SplitError(f"{video_root}: no class sub-folders found")
+    records = []
+    for label, cls in enumerate(classes):
+        for f in sorted((video_root / cls).iterdir()):
+            if f.suffix.lower() in VIDEO_EXTENSIONS:
+                records.append(VideoRecord(f"{cls}/{f.stem}", label))
+    if not records:
+        raise SplitError(f"{video_root}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found")
+    train, test = holdout_split(records, test_ratio, seed)
+    split = Split(train, test, classes)
+    write_ucf_lists(out_dir, split)
+    return split
+
+
+_UCF_GROUP = re.compile(r"_g(\d+)_c\d+$")
+
+
+def group_of(video_id: str) -> str:
+    """The group a video shares actor/background with: UCF101 `Class/gNN`, HMDB51 the film.
+
+    HMDB51 names are `<film>_<class>_<tags...>_<n>`; clips of one film can appear in several
+    classes, so the film alone is the key. Anything else is its own group.
+    """
+    cls, _, name = video_id.rpartition("/")
+    m = _UCF_GROUP.search(name)
+    if m:
+        return f"{cls}/g{int(m.group(1)):02d}"
+    if cls and f"_{cls}_" in name:
+        return name.split(f"_{cls}_", 1)[0]
+    return video_id
+
+
+def holdout_split(records: list[VideoRecord], ratio: float, seed: int = 0,
+                  ) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """Split records into (keep, held_out) with about `ratio` of each class held out.
+
+    Whole groups (`group_of`) move together, so the held-out part never shares an actor,
+    background or source film with the rest. Deterministic under `seed`.
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"hold-out ratio must be in (0, 1), got {ratio}")
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault(group_of(r.video_id), []).append(i)
+    names = sorted(groups)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
+    per_class = np.bincount([r.label for r in records])
+    target = ratio * per_class
+    taken = np.zeros_like(target)
+    kept_per_class = per_class.astype(float)
+    held: set[int] = set()
+    for g in names:
+        labels = np.bincount([records[i].label for i in groups[g]], minlength=len(per_class))
+        main = int(labels.argmax())
+        # Take a group if its main class still needs held-out videos and every class keeps
+        # at least one training video.
+        if taken[main] < target[main] and np.all(kept_per_class - labels >= 1):
+            held.update(groups[g])
+            taken += labels
+            kept_per_class -= labels
+    keep = [r for i, r in enumerate(records) if i not in held]
+    out = [r for i, r in enumerate(records) if i in held]
+    return keep, out
+
+
+def validation_split(train: list[VideoRecord], ratio: float = 0.1, seed: int = 0,
+                     ) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """A group-disjoint validation hold-out carved from the training list (never the test list)."""
+    return holdout_split(train, ratio, seed)
+
+
+# --- frame counts -------------------------------------------------------------------------
+
+INDEX_FILE = "frame_index.json"
+
+
+def resolve_records(records: list[VideoRecord], counts: dict[str, tuple[int, int]]
+                    ) -> list[VideoRecord]:
+    """Attach (num_frames, num_flows) to records; an id missing from `counts` is an error."""
+    missing = [r.video_id for r in records if r.video_id not in counts]
+    if missing:
+        raise SplitError(
+            f"{len(missing)} videos of the split have no frames, e.g. {missing[0]!r}; "
+            "extract them first (python -m flow_tools.extract) or check --frames")
+    return [replace(r, num_frames=counts[r.video_id][0], num_flows=counts[r.video_id][1])
+            for r in records]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_index(path: Path) -> dict[str, tuple[int, int]]:
+    with open(path) as f:
+        return {k: (int(v[0]), int(v[1])) for k, v in json.load(f).items()}
+
+
+def save_index(path: Path, counts: dict[str, tuple[int, int]]) -> None:
+    _atomic_write(path, json.dumps({k: list(v) for k, v in sorted(counts.items())}))
