@@ -1,0 +1,272 @@
+"""Late fusion of any number of streams, and the rows of a fusion table.
+
+Scores are stacked as [S, N, C] (streams, videos, classes) after per-stream normalisation.
+Fixed rules (average, max, weighted with given weights, product, var, var_topk) use no label.
+Learned rules never see the label of a video they score: `search` (grid over the weight
+simplex) and `stack` (multinomial logistic regression) are fitted either on a separate
+validation score file or by k-fold cross-validation, each fold scored by a model fitted on the
+other folds only (out-of-fold).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from scipy.special import log_softmax, softmax
+
+from .metrics import (bootstrap_ci, mcnemar_p, mean_class_accuracy, topk_accuracy,
+                      topk_correct)
+from .data.splits import group_of
+from .models.consensus import segment_consensus, variance_weighted
+
+NORMS = ("none", "softmax", "log_softmax", "zscore", "l2")
+FIXED_METHODS = ("average", "max", "weighted", "product", "var", "var_topk")
+LEARNED_METHODS = ("search", "stack")
+METHODS = FIXED_METHODS + LEARNED_METHODS
+
+
+def normalize(scores: np.ndarray, norm: str) -> np.ndarray:
+    """Per-video normalisation of [N, C] scores (rows are videos)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if norm == "none":
+        return s
+    if norm == "softmax":
+        return softmax(s, axis=1)
+    if norm == "log_softmax":
+        return log_softmax(s, axis=1)
+    if norm == "zscore":
+        sd = s.std(axis=1, keepdims=True)
+        return (s - s.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+    if norm == "l2":
+        n = np.linalg.norm(s, axis=1, keepdims=True)
+        return s / np.where(n > 0, n, 1.0)
+    raise ValueError(f"unknown normalisation {norm!r}; choose from {NORMS}")
+
+
+def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None,
+               topk: int = 5) -> np.ndarray:
+    """[S, N, C] normalised scores -> fused [N, C] by a rule that uses no label.
+
+    `product` ignores the normalisation given and sums log-softmax scores (the log of the
+    product of the streams' probabilities), so pass raw scores for it. Log-softmax only
+    subtracts a per-video constant from each stream, so `product` ranks classes exactly like
+    the plain sum of raw logits (`average` with norm `none`): a useful check, not a new rule.
+    """
+    if method == "average":
+        return stack.mean(axis=0)
+    if method == "max":
+        return stack.max(axis=0)
+    if method == "weighted":
+        if weights is None or len(weights) != stack.shape[0]:
+            raise ValueError(f"weighted fusion needs {stack.shape[0]} weights, got {weights}")
+        return np.tensordot(np.asarray(weights, dtype=np.float64), stack, axes=1)
+    if method == "product":
+        return log_softmax(stack, axis=2).sum(axis=0)
+    if method == "var":  # per video, stream weight ~ variance of its class scores
+        t = torch.from_numpy(np.ascontiguousarray(stack.transpose(1, 0, 2)))  # [N, S, C]
+        return variance_weighted(t.double(), dim=1).numpy()
+    if method == "var_topk":  # the same, with the variance of each stream's top-k scores
+        k = min(topk, stack.shape[2])
+        top = -np.sort(-stack, axis=2)[:, :, :k]
+        var = top.var(axis=2, keepdims=True) + 1e-12  # [S, N, 1]
+        return (var / var.sum(axis=0, keepdims=True) * stack).sum(axis=0)
+    raise ValueError(f"unknown fusion method {method!r}; choose from {METHODS}")
+
+
+def weight_grid(num_streams: int, step: float | None = None) -> np.ndarray:
+    """Points of the weight simplex [W, S] (weights >= 0 summing to 1) on a regular grid."""
+    if step is None:
+        step = 0.05 if num_streams <= 3 else 0.1
+    n = int(round(1 / step))
+    pts = [c for c in itertools.product(range(n + 1), repeat=num_streams - 1) if sum(c) <= n]
+    return np.array([[*c, n - sum(c)] for c in pts], dtype=np.float64) / n
+
+
+def select_weights(stack: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The grid point with the best top-1 on (stack, labels); ties go to the most even
+    weights (the smallest spread), then to grid order."""
+    fused = np.einsum("ws,snc->wnc", grid, stack)
+    acc = (fused.argmax(axis=2) == labels[None]).mean(axis=1)
+    best = np.flatnonzero(acc == acc.max())
+    return grid[best[np.argmin(grid[best].std(axis=1))]]
+
+
+def group_folds(labels: np.ndarray, groups: list[str], num_folds: int, seed: int = 0
+                ) -> np.ndarray:
+    """int [N] fold of each video, whole groups per fold, classes spread evenly, seeded.
+
+    Clips of one UCF101 group (or HMDB51 film) are near-duplicates; splitting them across
+    folds would let a fitted rule recognise the group instead of the action and inflate the
+    out-of-fold accuracy.
+    """
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    names = sorted(members)
+    rng.shuffle(names)
+    names.sort(key=lambda g: -len(members[g]))  # big groups first, ties in shuffled order
+    num_classes = int(labels.max()) + 1
+    count = np.zeros((num_folds, num_classes), dtype=np.int64)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for g in names:
+        idx = np.array(members[g])
+        c = np.bincount(labels[idx], minlength=num_classes)
+        main = int(c.argmax())
+        f = int(np.lexsort((count.sum(axis=1), count[:, main]))[0])
+        fold[idx] = f
+        count[f] += c
+    return fold
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-2):
+    """Multinomial logistic regression (L-BFGS, L2 on weights) on standardised features.
+
+    Returns a function features [M, D] -> class log-probabilities [M, C].
+    """
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-8
+    z = (x - mu) / sd
+    n, d = z.shape
+    onehot = np.eye(num_classes)[y]
+
+    def loss_grad(theta):
+        w, b = theta[: d * num_classes].reshape(d, num_classes), theta[d * num_classes:]
+        logits = z @ w + b
+        logp = log_softmax(logits, axis=1)
+        loss = -(onehot * logp).sum() / n + 0.5 * l2 * (w * w).sum()
+        g = (np.exp(logp) - onehot) / n
+        return loss, np.concatenate([(z.T @ g + l2 * w).ravel(), g.sum(axis=0)])
+
+    theta0 = np.zeros(d * num_classes + num_classes)
+    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 300})
+    w, b = res.x[: d * num_classes].reshape(d, num_classes), res.x[d * num_classes:]
+    return lambda xt: log_softmax(((xt - mu) / sd) @ w + b, axis=1)
+
+
+def _features(stack: np.ndarray) -> np.ndarray:
+    return stack.transpose(1, 0, 2).reshape(stack.shape[1], -1)  # [N, S*C]
+
+
+@dataclass
+class Learned:
+    """Scores of a learned rule and how its labels were used."""
+
+    scores: np.ndarray  # [N, C]
+    labels_used: str
+    weights: list[list[float]] = field(default_factory=list)  # per fold (search)
+
+
+def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str],
+          num_folds: int = 5, seed: int = 0, val_stack: np.ndarray | None = None,
+          val_labels: np.ndarray | None = None) -> Learned:
+    """Fit `search` or `stack` on validation scores when given, else out-of-fold by k-fold CV.
+
+    In the CV case the scores of the videos in fold f come from a rule fitted on the labels of
+    the other folds only; folds hold whole groups (`group_folds`).
+    """
+    num_classes = stack.shape[2]
+    grid = weight_grid(stack.shape[0]) if method == "search" else None
+
+    def fit_apply(tr_stack, tr_labels, te_stack):
+        if method == "search":
+            w = select_weights(tr_stack, tr_labels, grid)
+            return np.tensordot(w, te_stack, axes=1), w.tolist()
+        model = fit_logistic(_features(tr_stack), tr_labels, num_classes)
+        return model(_features(te_stack)), None
+
+    if val_stack is not None:
+        scores, w = fit_apply(val_stack, val_labels, stack)
+        return Learned(scores, "validation score file", [w] if w else [])
+    folds = group_folds(labels, groups, num_folds, seed)
+    out = np.zeros(stack.shape[1:], dtype=np.float64)
+    weights = []
+    for f in range(num_folds):
+        tr, te = folds != f, folds == f
+        out[te], w = fit_apply(stack[:, tr], labels[tr], stack[:, te])
+        if w is not None:
+            weights.append(w)
+    return Learned(out, f"{num_folds}-fold group CV on these videos (out-of-fold)", weights)
+
+
+def consensus_from_snippets(snippet_scores: np.ndarray, mode: str) -> np.ndarray:
+    """Recompute video scores [N, C] from per-segment scores [N, K, C] under another
+    consensus, without running the network again."""
+    t = torch.from_numpy(np.asarray(snippet_scores, dtype=np.float32))
+    return segment_consensus(t, mode).numpy()
+
+
+# --- table rows ----------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    method: str
+    norm: str
+    top1: float
+    top1_lo: float
+    top1_hi: float
+    top5: float
+    mean_class_acc: float
+    p_vs_best: float | None
+    labels_used: str
+    correct: np.ndarray  # bool [N], kept for McNemar and plots
+    pred: np.ndarray
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "norm": self.norm, "top1": self.top1,
+                "top1_ci_lo": self.top1_lo, "top1_ci_hi": self.top1_hi, "top5": self.top5,
+                "mean_class_acc": self.mean_class_acc, "p_vs_best_single": self.p_vs_best,
+                "labels_used": self.labels_used, "detail": self.detail}
+
+
+def score_row(method: str, norm: str, scores: np.ndarray, labels: np.ndarray,
+              labels_used: str, resamples: int = 1000, seed: int = 0, detail: str = "") -> Row:
+    correct = topk_correct(scores, labels, 1)
+    lo, hi = bootstrap_ci(correct, resamples, seed=seed)
+    pred = scores.argmax(axis=1)
+    return Row(method, norm, float(correct.mean()), lo, hi, topk_accuracy(scores, labels, 5),
+               mean_class_accuracy(pred, labels, scores.shape[1]), None, labels_used, correct,
+               pred, detail)
+
+
+def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: list[str],
+                methods: tuple[str, ...] = METHODS, norms: tuple[str, ...] = ("none",),
+                weights: list[float] | None = None, topk: int = 5, num_folds: int = 5,
+                seed: int = 0, resamples: int = 1000,
+                val: tuple[dict[str, np.ndarray], np.ndarray] | None = None) -> list[Row]:
+    """One row per single stream, then one per (method, norm); each fused row carries the
+    exact McNemar p-value against the best single stream. `video_ids` give the groups of the
+    cross-validation folds."""
+    groups = [group_of(v) for v in video_ids]
+    names = list(streams)
+    rows = [score_row(n, "-", streams[n], labels, "none", resamples, seed) for n in names]
+    best = max(rows, key=lambda r: r.top1)
+    raw = np.stack([np.asarray(streams[n], np.float64) for n in names])
+    for method in methods:
+        if method == "weighted" and weights is None:
+            continue
+        for norm in (["-"] if method == "product" else norms):
+            stack = raw if method == "product" else np.stack([normalize(s, norm) for s in raw])
+            detail, used = "", "none"
+            if method in FIXED_METHODS:
+                fused = fuse_fixed(stack, method, weights, topk)
+                if method == "weighted":
+                    detail = "weights " + ":".join(f"{w:g}" for w in weights)
+                    used = "none (weights fixed in advance)"
+            else:
+                v = None
+                if val is not None:
+                    v = np.stack([normalize(val[0][n], norm) for n in names])
+                learned = learn(method, stack, labels, groups, num_folds, seed, v,
+                                None if val is None else val[1])
+                fused, used = learned.scores, learned.labels_used
+                if learned.weights:
+                    detail = "weights per fold " + "; ".join(
+                        ":".join(f"{x:.2f}" for x in w) for w in learned.weights)
+            row = score_row(method, norm, fused, labels, used, resamples, seed, detail)
+            row.p_vs_best = mcnemar_p(row.correct, best.correct)
+            rows.append(row)
+    return rows

@@ -1,0 +1,92 @@
+"""Writing results people read: markdown/csv tables and the provenance (`run.json`) of a run."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file and rename, so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    """A GitHub markdown table (no tabulate dependency)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if v != v else format(v, floatfmt)
+        return str(v)
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    sep = "| " + " | ".join("---" for _ in df.columns) + " |"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def write_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str = "table",
+                title: str = "", note: str = "", display: pd.DataFrame | None = None) -> str:
+    """`<out>/<name>.csv` (the numbers of `df`) and `<out>/<name>.md` (of `display`, else
+    `df`); returns the markdown."""
+    out_dir = Path(out_dir)
+    md = ((f"# {title}\n\n" if title else "")
+          + markdown_table(df if display is None else display) + (f"\n{note}\n" if note else ""))
+    atomic_write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
+    atomic_write_text(out_dir / f"{name}.md", md)
+    return md
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Versions and machine, for `run.json`."""
+    import cv2
+    import numpy
+    import torch
+    import torchvision
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "machine": platform.machine(), "processor": platform.processor(),
+        "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "opencv": cv2.__version__,
+        "numpy": numpy.__version__, "pandas": pd.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_run_json(out_dir: str | os.PathLike, **extra) -> dict:
+    """`<out>/run.json`: the command, git commit, versions, machine and date, plus `extra`."""
+    info = {"command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+            "cwd": os.getcwd(), "git_commit": git_commit(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **extra}
+    atomic_write_text(Path(out_dir) / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+    return info
