@@ -1,0 +1,387 @@
+"""Extract RGB frames and quantised optical flow from videos into the rawframe layout.
+
+    python -m flow_tools.extract VIDEOS OUT [--list split.txt] [--algorithm tvl1|dis|farneback]
+        [--bound 20] [--new-short 256 | --new-size 340 256] [--step 1] [--workers N]
+        [--shard I/N] [--rgb-only | --flow-only] [--jpeg-quality 95] [--overwrite]
+
+Output per video (`video_id` = path under VIDEOS without extension, class folder kept):
+`OUT/<video_id>/img_%05d.jpg`, `flow_x_%05d.jpg`, `flow_y_%05d.jpg` (the denseflow / MMAction2
+layout and encoding) and `meta.json`, written last. A video is built in a temporary folder and
+renamed into place, so a kill leaves either nothing or a complete video; a rerun skips complete
+videos whose parameters match and finishes the rest. Videos that cannot be read go to
+`OUT/failures.csv` and the run goes on; the exit code is 1 when any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .flow import ALGORITHMS, DIS_PRESETS, FlowParams, TVL1Params, make_flow_fn
+from .quantize import DEFAULT_BOUND, quantize
+
+log = logging.getLogger("flow_tools.extract")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+FORMAT_VERSION = 1
+
+
+class VideoError(Exception):
+    """A video that cannot be extracted (the message goes to failures.csv)."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Everything that determines the output files (compared against meta.json on reruns)."""
+
+    flow: FlowParams = FlowParams()
+    bound: float = DEFAULT_BOUND
+    new_short: int = 0  # resize so the short side is this (0: keep)
+    new_size: tuple[int, int] | None = None  # (W, H), overrides new_short
+    step: int = 1
+    rgb: bool = True
+    flow_images: bool = True
+    jpeg_quality: int = 95
+
+    def record(self) -> dict:
+        """The parameters a rerun must match, as plain JSON."""
+        return {"format_version": FORMAT_VERSION,
+                "flow": self.flow.record() if self.flow_images else None,
+                "bound": self.bound, "new_short": self.new_short,
+                "new_size": list(self.new_size) if self.new_size else None, "step": self.step,
+                "rgb": self.rgb, "flow_images": self.flow_images,
+                "jpeg_quality": self.jpeg_quality}
+
+
+def list_videos(video_root: Path, list_file: Path | None = None) -> list[str]:
+    """Relative video paths, sorted: every video under the root, or those named in a list
+    file (first column, e.g. a UCF101 `trainlist01.txt`)."""
+    if list_file is None:
+        return sorted(p.relative_to(video_root).as_posix() for p in video_root.rglob("*")
+                      if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    rels = []
+    for line in Path(list_file).read_text().splitlines():
+        if line.strip():
+            rels.append(line.split()[0].replace("\\", "/"))
+    return sorted(set(rels))
+
+
+def shard(items: list[str], spec: str | None) -> list[str]:
+    """`I/N`: every N-th item starting at I (0-based); the N shards partition the list."""
+    if not spec:
+        return items
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be I/N with integers, got {spec!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {spec}: need 0 <= I < N")
+    return items[i::n]
+
+
+def target_size(w: int, h: int, cfg: ExtractConfig) -> tuple[int, int]:
+    if cfg.new_size:
+        return cfg.new_size
+    if cfg.new_short:
+        s = cfg.new_short
+        return (round(w * s / h), s) if h <= w else (s, round(h * s / w))
+    return w, h
+
+
+def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
+    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise VideoError(f"{path}: cannot write JPEG")
+
+
+def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float]:
+    """Decode `src`, write frames and flow into `dst` (a fresh folder).
+
+    Returns (meta, seconds spent in the flow computation). Meta holds nothing that varies
+    between runs, so a re-extraction is byte-identical.
+    """
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise VideoError("cannot open (unreadable or unsupported file)")
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    flow_fn = make_flow_fn(cfg.flow) if cfg.flow_images else None
+    history: deque[np.ndarray] = deque(maxlen=cfg.step)
+    first_shape = size = None
+    n_frames = n_flows = 0
+    flow_seconds = 0.0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if first_shape is None:
+                first_shape = frame.shape
+                size = target_size(frame.shape[1], frame.shape[0], cfg)
+            elif frame.shape != first_shape:
+                raise VideoError(f"frame size changed from {first_shape[1]}x{first_shape[0]} "
+                                 f"to {frame.shape[1]}x{frame.shape[0]} at frame {n_frames}")
+            if (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            n_frames += 1
+            if cfg.rgb:
+                _write_jpeg(dst / f"img_{n_frames:05d}.jpg", frame, cfg.jpeg_quality)
+            if flow_fn is not None:
+                grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                if len(history) == cfg.step:
+                    t = time.perf_counter()
+                    flow = flow_fn(history[0], grey)
+                    flow_seconds += time.perf_counter() - t
+                    n_flows += 1
+                    q = quantize(flow, cfg.bound)
+                    _write_jpeg(dst / f"flow_x_{n_flows:05d}.jpg", q[..., 0], cfg.jpeg_quality)
+                    _write_jpeg(dst / f"flow_y_{n_flows:05d}.jpg", q[..., 1], cfg.jpeg_quality)
+                history.append(grey)
+    finally:
+        cap.release()
+    if n_frames < 2:
+        raise VideoError(f"{n_frames} decodable frames (need at least 2)")
+    if declared > 0 and n_frames < 0.9 * declared:
+        raise VideoError(f"decoder stopped after {n_frames} of {declared} declared frames "
+                         "(damaged or truncated file)")
+    return {"num_frames": n_frames, "num_flows": n_flows, "declared_frames": declared,
+            "width": size[0], "height": size[1], "source_width": first_shape[1],
+            "source_height": first_shape[0], "fps": fps, "bound": cfg.bound,
+            "params": cfg.record()}, flow_seconds
+
+
+@dataclass(frozen=True)
+class Job:
+    rel: str
+    video_root: str
+    out_root: str
+    cfg: ExtractConfig
+
+
+def video_id(rel: str) -> str:
+    stem, ext = os.path.splitext(rel)
+    return stem if ext.lower() in VIDEO_EXTENSIONS else rel
+
+
+def run_job(job: Job) -> tuple[str, str, dict | None, str | None, float]:
+    """(rel, status, meta, error, flow seconds): status 'done' or 'failed'. Runs in a worker
+    process."""
+    vid = video_id(job.rel)
+    final = Path(job.out_root) / vid
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        src = Path(job.video_root) / job.rel
+        if not src.is_file():
+            raise VideoError("file not found")
+        meta, flow_seconds = extract_video(src, tmp, job.cfg)
+        meta["source"] = job.rel
+        meta["video_id"] = vid
+        meta_tmp = tmp / ".meta.json.tmp"
+        meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        os.replace(meta_tmp, tmp / "meta.json")  # written last: its presence = complete
+        if final.exists():  # an incomplete folder (no meta.json) or --overwrite
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return job.rel, "done", meta, None, flow_seconds
+    except (VideoError, cv2.error, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return job.rel, "failed", None, str(e), 0.0
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # N workers use N cores, no oversubscription
+
+
+def read_done(out_root: Path, rel: str) -> dict | None:
+    p = out_root / video_id(rel) / "meta.json"
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None  # treated as incomplete and redone
+
+
+def clean_stale_tmp(out_root: Path) -> int:
+    """Remove temporary folders left by a killed run."""
+    n = 0
+    if out_root.exists():
+        for p in out_root.rglob(".*.tmp-*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+    return n
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pairs: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    flow_seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.pairs / self.seconds if self.seconds else 0.0
+        return (f"{self.done} videos done, {self.skipped} skipped (complete), {self.failed} "
+                f"failed; {self.frames} frames, {self.pairs} flow pairs in {self.seconds:.1f} s "
+                f"({rate:.1f} pairs/s)")
+
+
+def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
+                cfg: ExtractConfig, rels: list[str] | None = None, workers: int = 1,
+                overwrite: bool = False, quiet: bool = False) -> Summary:
+    """Extract every video in `rels` (default: all under the root); see the module doc."""
+    video_root, out_root = Path(video_root), Path(out_root)
+    if not video_root.is_dir():
+        raise FileNotFoundError(f"{video_root}: video folder not found")
+    rels = list_videos(video_root) if rels is None else rels
+    out_root.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(out_root)
+    want = cfg.record()
+    todo, summary = [], Summary()
+    for rel in rels:
+        meta = read_done(out_root, rel)
+        if meta is not None and meta.get("params") == want:
+            summary.skipped += 1
+        elif meta is not None and not overwrite:
+            diff = sorted(k for k in set(want) | set(meta.get("params", {}))
+                          if want.get(k) != meta.get("params", {}).get(k))
+            raise ValueError(f"{out_root / video_id(rel)}: already extracted with other "
+                             f"parameters ({', '.join(diff)} differ); use --overwrite or "
+                             "another output folder")
+        else:
+            todo.append(rel)
+    jobs = [Job(rel, str(video_root), str(out_root), cfg) for rel in todo]
+    failures: list[tuple[str, str]] = []
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=True if quiet else None,
+               dynamic_ncols=True)
+    if workers <= 1:
+        _init_worker()
+        results = map(run_job, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
+        results = pool.imap_unordered(run_job, jobs)
+    try:
+        for rel, status, meta, err, flow_seconds in results:
+            if status == "done":
+                summary.done += 1
+                summary.frames += meta["num_frames"]
+                summary.pairs += meta["num_flows"]
+                summary.flow_seconds += flow_seconds
+            else:
+                summary.failed += 1
+                failures.append((rel, err))
+                log.warning("%s: %s", rel, err)
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(pairs_per_s=f"{summary.pairs / max(elapsed, 1e-9):.1f}",
+                            failed=summary.failed)
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    summary.seconds = time.perf_counter() - start
+    write_failures(out_root, failures)
+    return summary
+
+
+def write_failures(out_root: Path, failures: list[tuple[str, str]]) -> None:
+    """`failures.csv` (path, reason) of this run; removed when nothing failed."""
+    path = out_root / "failures.csv"
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(".failures.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "reason"])
+        w.writerows(sorted(failures))
+    os.replace(tmp, path)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    d, t = ExtractConfig(), TVL1Params()
+    p = argparse.ArgumentParser(prog="python -m flow_tools.extract",
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("videos", help="folder of videos (searched recursively; class sub-folders "
+                                  "are kept in the video id)")
+    p.add_argument("out", help="output rawframe folder")
+    p.add_argument("--list", help="only the videos in this list file (paths relative to "
+                                  "VIDEOS, first column), e.g. a split list")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="tvl1")
+    p.add_argument("--dis-preset", choices=sorted(DIS_PRESETS), default="medium")
+    p.add_argument("--tvl1-nscales", type=int, default=t.nscales)
+    p.add_argument("--tvl1-warps", type=int, default=t.warps)
+    p.add_argument("--tvl1-inner-iterations", type=int, default=t.inner_iterations)
+    p.add_argument("--tvl1-outer-iterations", type=int, default=t.outer_iterations)
+    p.add_argument("--tvl1-epsilon", type=float, default=t.epsilon)
+    p.add_argument("--bound", type=float, default=d.bound, help="flow clipped to +-bound px")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--new-short", type=int, default=0, help="resize the short side (0: keep)")
+    g.add_argument("--new-size", type=int, nargs=2, metavar=("W", "H"),
+                   help="resize to W x H (e.g. 340 256)")
+    p.add_argument("--step", type=int, default=1, help="flow between frame i and i+step")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--rgb-only", action="store_true")
+    m.add_argument("--flow-only", action="store_true")
+    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--shard", help="I/N: process only shard I (0-based) of N")
+    p.add_argument("--overwrite", action="store_true",
+                   help="re-extract videos done with other parameters")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractConfig:
+    tvl1 = replace(TVL1Params(), nscales=args.tvl1_nscales, warps=args.tvl1_warps,
+                   inner_iterations=args.tvl1_inner_iterations,
+                   outer_iterations=args.tvl1_outer_iterations, epsilon=args.tvl1_epsilon)
+    return ExtractConfig(flow=FlowParams(args.algorithm, tvl1, args.dis_preset),
+                         bound=args.bound, new_short=args.new_short,
+                         new_size=tuple(args.new_size) if args.new_size else None,
+                         step=args.step, rgb=not args.flow_only,
+                         flow_images=not args.rgb_only, jpeg_quality=args.jpeg_quality)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        cfg = config_from_args(args)
+        rels = shard(list_videos(Path(args.videos), Path(args.list) if args.list else None),
+                     args.shard)
+        summary = extract_all(args.videos, args.out, cfg, rels, args.workers, args.overwrite,
+                              args.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    if summary.failed:
+        print(f"failures listed in {Path(args.out) / 'failures.csv'}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Optical-flow algorithms behind one signature, and the Middlebury `.flo` format.
+
+`compute_flow(frames, algorithm) -> float32 [T - step, H, W, 2]` (x, y displacement in px of
+frame i+step relative to frame i), for TV-L1 (opencv-contrib's DualTVL1, the two-stream
+standard), DIS (fast, with presets) and Farneback. Parameters live in a dataclass so the
+extractor records exactly what ran in meta.json.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+ALGORITHMS = ("tvl1", "dis", "farneback")
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+@dataclass(frozen=True)
+class TVL1Params:
+    """opencv-contrib DualTVL1 defaults (the values denseflow and most two-stream code use)."""
+
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    nscales: int = 5
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    gamma: float = 0.0
+    median_filtering: int = 5
+
+
+@dataclass(frozen=True)
+class FarnebackParams:
+    pyr_scale: float = 0.5
+    levels: int = 3
+    winsize: int = 15
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.2
+
+
+@dataclass(frozen=True)
+class FlowParams:
+    """Everything that determines the flow images (recorded in meta.json)."""
+
+    algorithm: str = "tvl1"
+    tvl1: TVL1Params = field(default_factory=TVL1Params)
+    dis_preset: str = "medium"
+    farneback: FarnebackParams = field(default_factory=FarnebackParams)
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown flow algorithm {self.algorithm!r}; choose from "
+                             f"{ALGORITHMS}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ValueError(f"unknown DIS preset {self.dis_preset!r}; choose from "
+                             f"{sorted(DIS_PRESETS)}")
+
+    def record(self) -> dict:
+        """Only the parameters of the chosen algorithm."""
+        if self.algorithm == "tvl1":
+            return {"algorithm": "tvl1", **asdict(self.tvl1)}
+        if self.algorithm == "dis":
+            return {"algorithm": "dis", "preset": self.dis_preset}
+        return {"algorithm": "farneback", **asdict(self.farneback)}
+
+
+def make_flow_fn(params: FlowParams):
+    """A function (prev_grey, next_grey) uint8 [H, W] -> float32 [H, W, 2]."""
+    if params.algorithm == "tvl1":
+        p = params.tvl1
+        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
+            tau=p.tau, lambda_=p.lambda_, theta=p.theta, nscales=p.nscales, warps=p.warps,
+            epsilon=p.epsilon, innnerIterations=p.inner_iterations,
+            outerIterations=p.outer_iterations, scaleStep=p.scale_step, gamma=p.gamma,
+            medianFiltering=p.median_filtering)
+        return lambda a, b: tvl1.calc(a, b, None)
+    if params.algorithm == "dis":
+        dis = cv2.DISOpticalFlow_create(DIS_PRESETS[params.dis_preset])
+        return lambda a, b: dis.calc(a, b, None)
+    f = params.farneback
+    return lambda a, b: cv2.calcOpticalFlowFarneback(
+        a, b, None, f.pyr_scale, f.levels, f.winsize, f.iterations, f.poly_n, f.poly_sigma, 0)
+
+
+def to_grey(frames: np.ndarray) -> np.ndarray:
+    """uint8 [T, H, W, 3] RGB (or already [T, H, W]) -> uint8 [T, H, W]."""
+    if frames.ndim == 3:
+        return frames
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def compute_flow(frames: np.ndarray, algorithm: str | FlowParams = "tvl1", step: int = 1
+                 ) -> np.ndarray:
+    """Flow between frames i and i+step: float32 [T - step, H, W, 2] (x, y in px)."""
+    params = algorithm if isinstance(algorithm, FlowParams) else FlowParams(algorithm)
+    grey = to_grey(np.asarray(frames))
+    if len(grey) <= step:
+        raise ValueError(f"need more than {step} frames for flow with step {step}, "
+                         f"got {len(grey)}")
+    fn = make_flow_fn(params)
+    return np.stack([fn(grey[i], grey[i + step]) for i in range(len(grey) - step)]
+                    ).astype(np.float32)
+
+
+# --- Middlebury .flo -----------------------------------------------------------------------
+
+FLO_MAGIC = 202021.25
+UNKNOWN_FLOW = 1e9
+
+
+def read_flo(path: str | os.PathLike) -> np.ndarray:
+    """Middlebury `.flo`: float32 [H, W, 2]; values above 1e9 mark unknown flow."""
+    with open(path, "rb") as f:
+        magic = np.fromfile(f, np.float32, 1)
+        if magic.size == 0 or magic[0] != FLO_MAGIC:
+            raise ValueError(f"{path}: not a Middlebury .flo file (bad magic number)")
+        w, h = (int(v) for v in np.fromfile(f, np.int32, 2))
+        data = np.fromfile(f, np.float32, 2 * w * h)
+    if data.size != 2 * w * h:
+        raise ValueError(f"{path}: truncated .flo file ({data.size} of {2 * w * h} values)")
+    return data.reshape(h, w, 2)
+
+
+def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
+    h, w = flow.shape[:2]
+    with open(path, "wb") as f:
+        np.array([FLO_MAGIC], np.float32).tofile(f)
+        np.array([w, h], np.int32).tofile(f)
+        np.asarray(flow, np.float32).tofile(f)
+
+
+def endpoint_error(flow: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(mean end-point error in px, share of pixels within 0.5 px) over known pixels."""
+    valid = np.all(np.abs(truth) < UNKNOWN_FLOW, axis=-1)
+    epe = np.linalg.norm(flow - truth, axis=-1)[valid]
+    return float(epe.mean()), float((epe < 0.5).mean())

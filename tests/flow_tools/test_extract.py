@@ -1,0 +1,121 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flow_tools.extract import ExtractConfig, extract_all, list_videos, main, shard
+from flow_tools.flow import FlowParams
+from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.data.frames import RawframeSource
+from two_stream.data.splits import resolve_records, ucf101_split
+from two_stream.data.synthetic import SyntheticConfig, generate, write_video
+
+TINY = SyntheticConfig(num_groups=2, clips_per_group=2, test_groups=1, num_frames=10,
+                       width=64, height=48)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    generate(root, TINY, quiet=True)
+    return root
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_extract_loads_through_data_layer_with_step(videos, tmp_path):
+    cfg = ExtractConfig(flow=FlowParams("dis"), step=2)
+    s = extract_all(videos / "videos", tmp_path, cfg, quiet=True)
+    assert (s.done, s.failed, s.frames, s.pairs) == (48, 0, 480, 48 * 8)
+    split = ucf101_split(videos / "splits", 1)
+    src = RawframeSource(tmp_path)
+    recs = resolve_records(split.test, src.counts([r.video_id for r in split.test]))
+    assert all((r.num_frames, r.num_flows) == (10, 8) for r in recs)
+    meta = json.loads((tmp_path / recs[0].video_id / "meta.json").read_text())
+    assert meta["params"]["flow"] == {"algorithm": "dis", "preset": "medium"}
+    assert meta["params"]["step"] == 2 and meta["bound"] == 20 and meta["fps"] == 25
+    ds = VideoDataset(recs, src, ClipConfig(modality="flow", new_length=3, input_size=32,
+                                            scale_size=48, test_segments=2), train=False)
+    assert ds[0][0].shape == (1, 2, 6, 32, 32)
+    # a rerun skips everything
+    again = extract_all(videos / "videos", tmp_path, cfg, quiet=True)
+    assert (again.done, again.skipped) == (0, 48)
+
+
+def test_other_parameters_need_overwrite(videos, tmp_path):
+    rels = list_videos(videos / "videos")[:2]
+    extract_all(videos / "videos", tmp_path, ExtractConfig(flow=FlowParams("dis")), rels,
+                quiet=True)
+    other = ExtractConfig(flow=FlowParams("farneback"))
+    with pytest.raises(ValueError, match=r"already extracted with other parameters \(flow "
+                                         r"differ\); use --overwrite"):
+        extract_all(videos / "videos", tmp_path, other, rels, quiet=True)
+    s = extract_all(videos / "videos", tmp_path, other, rels, overwrite=True, quiet=True)
+    assert s.done == 2
+    meta = json.loads((tmp_path / rels[0][:-4] / "meta.json").read_text())
+    assert meta["params"]["flow"]["algorithm"] == "farneback"
+
+
+def test_bad_videos_go_to_failures_csv(videos, tmp_path):
+    root = tmp_path / "in"
+    (root / "C").mkdir(parents=True)
+    good = videos / "videos" / "Grow" / "v_Grow_g01_c01.avi"
+    (root / "C" / "good.avi").write_bytes(good.read_bytes())
+    (root / "C" / "empty.avi").write_bytes(b"")
+    (root / "C" / "corrupt.avi").write_bytes(os.urandom(5000))
+    rng = np.random.default_rng(0)
+    write_video(tmp_path / "long.avi", rng.integers(0, 255, (30, 48, 64, 3), np.uint8), 25)
+    data = (tmp_path / "long.avi").read_bytes()
+    (root / "C" / "truncated.avi").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    rc = main([str(root), str(out), "--algorithm", "dis", "--workers", "2", "--quiet"])
+    assert rc == 1
+    with open(out / "failures.csv") as f:
+        rows = {r["path"]: r["reason"] for r in csv.DictReader(f)}
+    assert set(rows) == {"C/empty.avi", "C/corrupt.avi", "C/truncated.avi"}
+    assert "declared frames" in rows["C/truncated.avi"]
+    assert (out / "C" / "good" / "meta.json").exists()
+    assert not (out / "C" / "empty").exists()
+    assert not list(out.rglob(".*tmp*"))
+
+
+def test_shards_partition_the_list():
+    items = [f"v{i}" for i in range(23)]
+    parts = [shard(items, f"{i}/4") for i in range(4)]
+    assert sorted(sum(parts, [])) == sorted(items)
+    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        shard(items, "4/4")
+
+
+def test_kill_then_rerun_gives_identical_output(videos, tmp_path):
+    subset = tmp_path / "list.txt"
+    subset.write_text("\n".join(list_videos(videos / "videos")[:12]))
+    cmd = [sys.executable, "-m", "flow_tools.extract", str(videos / "videos"), "OUT",
+           "--list", str(subset), "--algorithm", "tvl1", "--tvl1-nscales", "3",
+           "--tvl1-outer-iterations", "3", "--quiet"]
+    ref = tmp_path / "ref"
+    subprocess.run([c.replace("OUT", str(ref)) for c in cmd], check=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([c.replace("OUT", str(out)) for c in cmd],
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.rglob("meta.json"))) < 2:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p: p.stat().st_mtime_ns for p in out.rglob("meta.json")}
+    assert 2 <= len(done_before) < 12, "the run must be killed part-way"
+    subprocess.run([c.replace("OUT", str(out)) for c in cmd], check=True)
+    assert _tree(out) == _tree(ref)
+    assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())
