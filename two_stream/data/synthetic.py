@@ -10,7 +10,7 @@ Textured backgrounds shared by a group (`gNN`, as UCF101's actor/background grou
 size, position and speed, frame noise and camera jitter keep it from being trivial.
 
 Output: `<out>/videos/<Class>/v_<Class>_gGG_cCC.avi` (MJPG), `<out>/splits/classInd.txt`,
-`trainlist01.txt`, `testlist01.txt` (groups 1-2 test, as UCF101 holds out whole groups), and
+`trainlist01.txt`, `testlist01.txt` (groups 1-3 test, as UCF101 holds out whole groups), and
 `<out>/synthetic.json` (the generator config and which classes are appearance / motion),
 written last: its presence means the data set is complete.
 """
@@ -40,9 +40,9 @@ MANIFEST = "synthetic.json"
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    num_groups: int = 8  # groups 1..test_groups are the test split
-    clips_per_group: int = 3
-    test_groups: int = 2
+    num_groups: int = 10  # groups 1..test_groups are the test split
+    clips_per_group: int = 2
+    test_groups: int = 3
     num_frames: int = 24
     width: int = 128
     height: int = 96

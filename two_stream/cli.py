@@ -1,0 +1,206 @@
+"""The command line shared by both streams: `train`, `evaluate`, `predict`.
+
+`python -m two_stream.spatial ...` and `python -m two_stream.temporal ...` only choose the
+modality and its TSN defaults; everything else is this one CLI.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import add_config_args, configs_from_args, load_config_defaults
+from .data.datasets import VideoDataset
+from .data.frames import FrameReadError
+from .data.splits import SplitError
+from .engine import distributed as dist
+from .engine.checkpoint import load_checkpoint
+from .engine.evaluate import evaluate_dataset
+from .engine.train import amp_settings, build_data, build_model_from_checkpoint, fit
+from .metrics import mean_class_accuracy, topk_accuracy
+from .models.backbones import WeightsError
+from .scores import ScoreFile, ScoreFileError, save_scores
+
+log = logging.getLogger("two_stream")
+
+# TSN's per-modality recipe (Wang et al. 2016 / tsn-pytorch): flow stacks 5 fields, trains
+# longer with a higher lr, 5x lr on the adapted first conv, and clips gradients at 40.
+MODALITY_DEFAULTS = {
+    "rgb": {"clip": {"modality": "rgb", "new_length": 1},
+            "model": {"dropout": 0.8},
+            "optim": {"lr": 0.001, "epochs": 80, "milestones": (30, 60), "clip_grad": 20.0}},
+    "flow": {"clip": {"modality": "flow", "new_length": 5},
+             "model": {"dropout": 0.7},
+             "optim": {"lr": 0.005, "epochs": 340, "milestones": (190, 300), "clip_grad": 40.0,
+                       "lr_mult_first_conv": 5.0}},
+}
+ERRORS = (SplitError, FrameReadError, WeightsError, ScoreFileError, FileNotFoundError,
+          ValueError)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for k, v in over.items():
+        out.setdefault(k, {}).update(v)
+    return out
+
+
+def build_parser(stream: str, modality: str, defaults: dict) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m two_stream.{stream}",
+        description=f"The {stream} stream ({modality}) of a two-stream / TSN network.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for cmd, text in (("train", "train a stream in --run-dir (resumable with --resume)"),
+                      ("evaluate", "score the test (or validation) videos into "
+                                   "run_dir/scores_<split>.npz")):
+        s = sub.add_parser(cmd, help=text, description=text)
+        s.add_argument("--config", help="a saved config.json: its values become the defaults")
+        if cmd == "evaluate":
+            s.add_argument("--eval-split", choices=("test", "val"), default="test",
+                           help="which records to score (default: %(default)s)")
+        add_config_args(s, defaults)
+    s = sub.add_parser("predict", help="top-5 classes of one video file")
+    s.add_argument("video", help="a video file")
+    s.add_argument("--checkpoint", required=True, help="checkpoint_best.pt of a run")
+    s.add_argument("--topk", type=int, default=5)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--flow-algorithm", default="tvl1", choices=("tvl1", "dis", "farneback"),
+                   help="flow computed on the fly for the temporal stream (default: tvl1)")
+    s.add_argument("--new-short", type=int, default=0,
+                   help="resize the short side before flow, as the training rawframes were "
+                        "(default: the checkpoint's scale size)")
+    return p
+
+
+def parse(argv: list[str] | None, stream: str, modality: str) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    defaults = MODALITY_DEFAULTS[modality]
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--run-dir")
+    known, _ = pre.parse_known_args(argv)
+    config = known.config
+    if config is None and argv and argv[0] == "evaluate" and known.run_dir:
+        saved = Path(known.run_dir) / "config.json"  # evaluate a run as it was trained
+        config = str(saved) if saved.exists() else None
+    if config:
+        defaults = _merge(defaults, load_config_defaults(config))
+    return build_parser(stream, modality, defaults).parse_args(argv)
+
+
+def find_checkpoint(run_dir: Path, given: str) -> Path:
+    if given:
+        return Path(given)
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        if (run_dir / name).exists():
+            return run_dir / name
+    raise FileNotFoundError(f"{run_dir}: no checkpoint_best.pt or checkpoint_last.pt; train "
+                            "first or pass --checkpoint")
+
+
+def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
+    cfgs = configs_from_args(args)
+    d, clip, run = cfgs["data"], cfgs["clip"], cfgs["run"]
+    device = dist.local_device(run.device)
+    dist.init_distributed(device)
+    ck_path = find_checkpoint(Path(run.run_dir), run.checkpoint)
+    ck = load_checkpoint(ck_path)
+    data = build_data(d, clip, run.seed)
+    if list(ck["classes"]) != data.split.classes:
+        raise ValueError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
+                         f"the split's {len(data.split.classes)}")
+    model = build_model_from_checkpoint(ck).to(device)
+    records = data.test if args.eval_split == "test" else data.val
+    ds = VideoDataset(records, data.source, clip, train=False, seed=run.seed)
+    amp_dtype, _ = amp_settings(run, device)
+    out = evaluate_dataset(model, ds, device, d.eval_batch_size, run.max_snippets, d.workers,
+                           amp_dtype, run.quiet)
+    if not dist.is_main():
+        return None
+    meta = {"stream": stream, "modality": clip.modality, "arch": model.cfg.arch,
+            "consensus": model.cfg.consensus, "segments": clip.test_segments,
+            "crops": clip.test_crops, "checkpoint": str(ck_path), "epoch": ck["epoch"],
+            "split": f"{d.dataset} split {d.split} {args.eval_split}",
+            "data_root": d.frames or d.videos, "code_version": _version()}
+    sf = ScoreFile(out["scores"], out["labels"], out["video_ids"], data.split.classes,
+                   out["snippet_scores"], meta)
+    path = Path(run.run_dir) / f"scores_{args.eval_split}.npz"
+    save_scores(path, sf)
+    pred = sf.scores.argmax(1)
+    print(f"{path}: {len(sf)} videos, {clip.test_segments} segments x {clip.test_crops} crops")
+    print(f"top-1 {100 * topk_accuracy(sf.scores, sf.labels, 1):.2f} %  (share of videos)\n"
+          f"top-5 {100 * topk_accuracy(sf.scores, sf.labels, 5):.2f} %\n"
+          f"mean class accuracy {100 * mean_class_accuracy(pred, sf.labels, len(sf.classes)):.2f}"
+          " %  (mean of per-class recall, what TSN reports)")
+    return path
+
+
+def _version() -> str:
+    from . import __version__
+    from .report import git_commit
+    return f"{__version__} ({git_commit() or 'no git'})"
+
+
+def predict_cmd(args: argparse.Namespace) -> list[tuple[str, float]]:
+    from flow_tools.flow import FlowParams, compute_flow
+    from flow_tools.quantize import quantize
+    from .data.frames import read_video_frames
+    from .data.sampling import test_indices
+    from .data.transforms import multi_crop, resize_short, to_snippet_tensor
+    import cv2
+
+    ck = load_checkpoint(args.checkpoint)
+    model = build_model_from_checkpoint(ck).eval()
+    c = ck["config"]["clip"]
+    frames = read_video_frames(args.video)  # [T, H, W, 3] RGB
+    short = args.new_short or c["scale_size"]
+    h, w = frames.shape[1:3]
+    if min(h, w) != short:
+        size = (round(w * short / h), short) if h <= w else (short, round(h * short / w))
+        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    if c["modality"] == "rgb":
+        idx = test_indices(len(frames), c["test_segments"], 1)
+        x = to_snippet_tensor(frames[idx[:, 0]], "rgb", len(idx))
+    else:
+        flow = compute_flow(frames, FlowParams(args.flow_algorithm))
+        idx = test_indices(len(flow), c["test_segments"], c["new_length"])
+        q = quantize(flow[idx.reshape(-1)], 20.0)  # the rawframes' encoding, bound 20
+        x = to_snippet_tensor(q, "flow", len(idx))
+    views = multi_crop(resize_short(x, c["scale_size"]), c["modality"], c["input_size"],
+                       c["scale_size"], c["test_crops"])
+    with torch.no_grad():
+        from .engine.evaluate import score_views
+        video, _ = score_views(model, views[None], 256, torch.device("cpu"))
+    prob = torch.softmax(video[0], 0)
+    top = prob.topk(min(args.topk, len(prob)))
+    result = [(ck["classes"][i], float(p)) for p, i in zip(top.values, top.indices)]
+    for name, p in result:
+        print(f"{p:6.1%}  {name}")
+    return result
+
+
+def main(argv: list[str] | None = None, stream: str = "spatial", modality: str = "rgb") -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse(argv, stream, modality)
+    try:
+        if args.cmd == "train":
+            cfgs = configs_from_args(args)
+            run_dir = fit(cfgs)
+            if dist.is_main():
+                print(f"trained: {run_dir}/checkpoint_best.pt; next: python -m "
+                      f"two_stream.{stream} evaluate --run-dir {run_dir}")
+        elif args.cmd == "evaluate":
+            evaluate_cmd(args, stream)
+        else:
+            predict_cmd(args)
+    except ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,42 @@
+"""Checkpoints: plain dicts of tensors and built-in types, written atomically.
+
+They load with `torch.load(path, weights_only=True)` (no pickled Namespace or dataclass) and
+rebuild their model on their own: the resolved config travels inside as plain JSON types.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch generator states as tensors / built-ins."""
+    np_state = np.random.get_state()
+    return {"python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
+            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": np_state[2],
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32),
+                         state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])

@@ -1,0 +1,70 @@
+"""TSN test protocol: S test segments x crops per video, batched, chunked to fit in memory.
+
+For each video the backbone sees all S x crops snippets, in chunks of at most `max_snippets`
+(25 x 10 views of ResNet-101 do not fit in one pass on most GPUs); the head then runs per crop
+over the S segment features. Video score = the head's consensus over segments, averaged over
+crops; snippet scores = per-segment logits averaged over crops ([N, S, C], kept in score files
+so fusion can try other consensus rules). Under torchrun each rank scores every world-th video
+and the results are gathered back into video order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from ..data.datasets import VideoDataset
+from ..progress import progress
+from . import distributed as dist
+from .train import autocast
+
+
+@torch.no_grad()
+def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device,
+                amp_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, crops, S, C, H, W] -> (video logits [B, classes], segment logits [B, S, classes])."""
+    b, n_crops, s = x.shape[:3]
+    snippets = x.flatten(0, 2)  # [B * crops * S, C, H, W]
+    feats = []
+    for chunk in snippets.split(max_snippets):
+        with autocast(device, amp_dtype):
+            feats.append(model.features(chunk.to(device, non_blocking=True)).float())
+    feats = torch.cat(feats).view(b * n_crops, s, -1)  # [B * crops, S, D]
+    video, seg = model.classify(feats)
+    video = video.float().view(b, n_crops, -1).mean(dim=1)
+    seg = seg.float().view(b, n_crops, s, -1).mean(dim=1)
+    return video, seg
+
+
+@torch.no_grad()
+def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_videos: int = 4,
+                     max_snippets: int = 256, workers: int = 0, amp_dtype=None,
+                     quiet: bool = False) -> dict:
+    """Scores of every video of a test-mode dataset, in dataset order.
+
+    Returns {"scores": float32 [N, C], "snippet_scores": float16 [N, S, C],
+    "labels": int64 [N], "video_ids": list[str]}.
+    """
+    model.eval()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = list(range(rank, len(dataset), world))
+    loader = DataLoader(Subset(dataset, mine), batch_size=batch_videos, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda")
+    videos, segs = [], []
+    for x, _, _ in progress(loader, desc="evaluate", quiet=quiet or not dist.is_main()):
+        v, s = score_views(model, x, max_snippets, device, amp_dtype)
+        videos.append(v.cpu().numpy())
+        segs.append(s.cpu().numpy())
+    part = (mine, np.concatenate(videos) if videos else None,
+            np.concatenate(segs) if segs else None)
+    parts = dist.gather_objects(part)
+    n = len(dataset)
+    first = next(p for p in parts if p[1] is not None)
+    scores = np.zeros((n, first[1].shape[1]), np.float32)
+    snippet = np.zeros((n, *first[2].shape[1:]), np.float32)
+    for idx, v, s in parts:
+        if v is not None:
+            scores[idx], snippet[idx] = v, s
+    return {"scores": scores, "snippet_scores": snippet.astype(np.float16),
+            "labels": np.array([r.label for r in dataset.records], np.int64),
+            "video_ids": [r.video_id for r in dataset.records]}

@@ -1,0 +1,369 @@
+"""The one training engine of both streams: data, optimiser, schedule, epochs, checkpoints.
+
+`fit(cfgs)` trains in `run_dir`, validating each epoch on the group-disjoint hold-out carved
+from the training list (never the test list), keeping `checkpoint_best.pt` by validation top-1
+and `checkpoint_last.pt` every epoch; `resume=True` continues exactly where the last
+checkpoint stopped (each epoch's shuffling, augmentation and dropout are seeded from
+(seed, epoch), so a resumed run equals an unbroken one).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
+from ..data.datasets import ClipConfig, VideoDataset
+from ..data.frames import RawframeSource, VideoFileSource
+from ..data.splits import (Split, VideoRecord, folder_split, hmdb51_split, resolve_records,
+                           ucf101_split, validation_split)
+from ..models.tsn import TSN, ModelConfig
+from ..progress import progress
+from . import distributed as dist
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint
+
+log = logging.getLogger("two_stream.train")
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def load_split(d: DataConfig) -> Split:
+    if d.dataset == "ucf101":
+        return ucf101_split(d.split_dir, d.split)
+    if d.dataset == "hmdb51":
+        return hmdb51_split(d.split_dir, d.split)
+    if not d.videos:
+        raise ValueError("--dataset folder needs --videos (a <Class>/<video> folder)")
+    lists = Path(d.split_dir or Path(d.videos).parent / "splits")
+    if (lists / "classInd.txt").exists():
+        return ucf101_split(lists, 1)
+    return folder_split(d.videos, lists, d.folder_test_ratio)
+
+
+def make_source(d: DataConfig, modality: str):
+    if d.frames:
+        return RawframeSource(d.frames, d.frame_layout)
+    if modality == "flow":
+        raise ValueError("the flow stream needs --frames (run python -m flow_tools.extract)")
+    if not d.videos:
+        raise ValueError("give --frames (rawframes) or --videos (RGB from video files)")
+    return VideoFileSource(d.videos)
+
+
+@dataclass
+class Data:
+    split: Split
+    source: object
+    train: list[VideoRecord]
+    val: list[VideoRecord]
+    test: list[VideoRecord]
+
+
+def build_data(d: DataConfig, clip: ClipConfig, seed: int) -> Data:
+    """Split -> (train, group-disjoint validation, test) records with frame counts."""
+    split = load_split(d)
+    source = make_source(d, clip.modality)
+    train, val = (validation_split(split.train, d.val_ratio, seed) if d.val_ratio > 0
+                  else (split.train, []))
+    everything = train + val + split.test
+    counts = source.counts([r.video_id for r in everything])
+    res = {r.video_id: r for r in resolve_records(everything, counts)}
+    return Data(split, source, [res[r.video_id] for r in train], [res[r.video_id] for r in val],
+                [res[r.video_id] for r in split.test])
+
+
+def seed_worker(worker_id: int) -> None:
+    """Loader workers: numpy/python seeds from the torch seed the loader gave this worker."""
+    s = torch.initial_seed() % 2 ** 32
+    np.random.seed(s)
+    import random
+    random.seed(s)
+
+
+# --- optimisation --------------------------------------------------------------------------
+
+def param_groups(model: TSN, o: OptimConfig) -> list[dict]:
+    """No weight decay on biases and norm parameters; lr multipliers for conv1 and the head."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.trainable_parameters():
+        mult = 1.0
+        if name == "backbone.conv1.weight":
+            mult = o.lr_mult_first_conv
+        elif name.startswith("head."):
+            mult = o.lr_mult_fc
+        wd = 0.0 if p.ndim <= 1 else o.weight_decay
+        groups.setdefault((mult, wd), []).append(p)
+    return [{"params": ps, "lr": o.lr * m, "initial_lr": o.lr * m, "lr_mult": m,
+             "weight_decay": wd} for (m, wd), ps in groups.items()]
+
+
+def build_optimizer(model: TSN, o: OptimConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, o)
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+    return torch.optim.AdamW(groups, lr=o.lr)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, o: OptimConfig, steps_per_epoch: int):
+    """step and plateau step once per epoch; cosine (with linear warmup) once per batch."""
+    if o.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, list(o.milestones), o.gamma)
+    if o.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=o.gamma, patience=2)
+    total = max(o.epochs * steps_per_epoch, 1)
+    warm = o.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def amp_settings(run: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use a GradScaler)."""
+    mode = run.amp
+    if mode == "auto":
+        mode = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") \
+            if device.type == "cuda" else "off"
+    if mode == "off":
+        return None, False
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs CUDA; use bf16 or off on CPU")
+    return (torch.bfloat16 if mode == "bf16" else torch.float16), mode == "fp16"
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def topk_hits(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int]:
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hit = top == labels[:, None]
+    return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
+
+
+# --- epochs --------------------------------------------------------------------------------
+
+def train_one_epoch(model, loader, opt, scheduler, scaler, device, o: OptimConfig,
+                    amp_dtype, epoch: int, quiet: bool) -> dict:
+    model.train()
+    sums = np.zeros(4)  # loss * n, top1, top5, n
+    data_time = batch_time = 0.0
+    end = time.perf_counter()
+    bar = progress(loader, desc=f"epoch {epoch} train", quiet=quiet or not dist.is_main(),
+                   leave=False)
+    for x, y, _ in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        data_time += time.perf_counter() - end
+        with autocast(device, amp_dtype):
+            loss, video = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if o.clip_grad > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                     o.clip_grad)
+        scaler.step(opt)
+        scaler.update()
+        if o.schedule == "cosine":
+            scheduler.step()
+        t1, t5 = topk_hits(video.detach().float(), y)
+        sums += [loss.item() * len(y), t1, t5, len(y)]
+        batch_time += time.perf_counter() - end
+        end = time.perf_counter()
+        bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", top1=f"{sums[1] / sums[3]:.3f}")
+    sums = np.array(dist.all_reduce_sum(sums.tolist(), device))
+    n = max(sums[3], 1)
+    return {"train_loss": sums[0] / n, "train_top1": sums[1] / n, "train_top5": sums[2] / n,
+            "data_time": data_time, "batch_time": batch_time}
+
+
+@torch.no_grad()
+def validate(model, loader, device, amp_dtype, quiet: bool) -> dict:
+    """Loss and accuracy on centre-sampled K segments, one crop (cheap, every epoch)."""
+    model.eval()
+    core = model.module if hasattr(model, "module") else model
+    sums = np.zeros(4)
+    for x, y, _ in progress(loader, desc="validate", quiet=quiet or not dist.is_main(),
+                            leave=False):
+        x, y = x.to(device), y.to(device)
+        x = x[:, 0]  # [B, crops=1, K, C, H, W] -> [B, K, C, H, W]
+        with autocast(device, amp_dtype):
+            loss, video = core.loss(x, y)
+        t1, t5 = topk_hits(video.float(), y)
+        sums += [loss.item() * len(y), t1, t5, len(y)]
+    sums = np.array(dist.all_reduce_sum(sums.tolist(), device))
+    n = max(sums[3], 1)
+    return {"val_loss": sums[0] / n, "val_top1": sums[1] / n, "val_top5": sums[2] / n}
+
+
+LOG_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
+              "val_top5", "data_time", "batch_time", "epoch_time"]
+
+
+def append_log(run_dir: Path, row: dict) -> None:
+    path = run_dir / "log.csv"
+    rows = []
+    if path.exists():
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+    rows.append({k: row.get(k, "") for k in LOG_FIELDS})
+    tmp = path.with_name(".log.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, LOG_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def plot_curves(run_dir: Path) -> None:
+    """curves.png from log.csv: losses and top-1 per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    df = pd.read_csv(run_dir / "log.csv")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(df.epoch, df.train_loss, label="train")
+    b.plot(df.epoch, df.train_top1, label="train")
+    if df.val_loss.notna().any():
+        a.plot(df.epoch, df.val_loss, label="validation")
+        b.plot(df.epoch, df.val_top1, label="validation")
+    a.set(xlabel="epoch", ylabel="loss")
+    b.set(xlabel="epoch", ylabel="top-1", ylim=(0, 1))
+    a.legend()
+    b.legend()
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    tmp = run_dir / ".curves.tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, run_dir / "curves.png")
+
+
+def checkpoint_state(model, opt, scheduler, scaler, epoch: int, step: int, best: float,
+                     cfgs: dict, classes: list[str]) -> dict:
+    core = model.module if hasattr(model, "module") else model
+    return {"model": core.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "step": step, "best_val_top1": best, "rng": rng_state(),
+            "config": {k: dataclasses.asdict(v) for k, v in cfgs.items()},
+            "classes": list(classes)}
+
+
+def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
+    """Train; returns the run directory. `stop_after_epoch` ends early as a kill would (tests)."""
+    d, clip, m, o, run = (cfgs[k] for k in ("data", "clip", "model", "optim", "run"))
+    device = dist.local_device(run.device)
+    rank, world = dist.init_distributed(device)
+    run_dir = Path(run.run_dir)
+    data = build_data(d, clip, run.seed)
+    cfgs["model"] = m = dataclasses.replace(m, num_classes=len(data.split.classes))
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / ".config.json.tmp"
+        tmp.write_text(config_to_json(cfgs, classes=data.split.classes))
+        os.replace(tmp, run_dir / "config.json")
+    torch.manual_seed(run.seed)
+    model = TSN(m).to(device)
+    channels_last = run.channels_last == "on" or (run.channels_last == "auto"
+                                                  and device.type == "cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    amp_dtype, use_scaler = amp_settings(run, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    train_ds = VideoDataset(data.train, data.source, clip, train=True, seed=run.seed)
+    val_clip = dataclasses.replace(clip, test_segments=clip.num_segments, test_crops=1)
+    val_ds = VideoDataset(data.val, data.source, val_clip, train=False, seed=run.seed)
+    per_rank_batch = max(d.batch_size // world, 1)
+    steps_per_epoch = math.ceil(len(train_ds) / (per_rank_batch * world))
+    opt = build_optimizer(model, o)
+    scheduler = build_scheduler(opt, o, steps_per_epoch)
+    start_epoch, step, best = 1, 0, -1.0
+    last = run_dir / "checkpoint_last.pt"
+    if run.resume and last.exists():
+        ck = load_checkpoint(last)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_val_top1"]
+        log.info("resumed from %s at epoch %d", last, ck["epoch"])
+    elif run.resume:
+        log.info("no checkpoint at %s: starting from scratch", last)
+    ddp_model = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader_kw = dict(num_workers=d.workers, pin_memory=device.type == "cuda",
+                     worker_init_fn=seed_worker, persistent_workers=False)
+    val_loader = DataLoader(val_ds, batch_size=d.eval_batch_size, shuffle=False,
+                            **loader_kw) if len(val_ds) else None
+    for epoch in range(start_epoch, o.epochs + 1):
+        t0 = time.perf_counter()
+        torch.manual_seed(run.seed * 100003 + epoch)  # dropout etc.: a function of the epoch
+        train_ds.set_epoch(epoch)
+        g = torch.Generator().manual_seed(run.seed * 100003 + epoch)
+        sampler = (DistributedSampler(train_ds, world, rank, shuffle=True, seed=run.seed)
+                   if world > 1 else None)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loader = DataLoader(train_ds, batch_size=per_rank_batch, shuffle=sampler is None,
+                            sampler=sampler, generator=g, drop_last=len(train_ds) >
+                            per_rank_batch * world, **loader_kw)
+        lr = opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_mult", 1.0)
+        row = {"epoch": epoch, "lr": lr}
+        row.update(train_one_epoch(ddp_model, loader, opt, scheduler, scaler, device, o,
+                                   amp_dtype, epoch, run.quiet))
+        step += len(loader)
+        if val_loader is not None:
+            row.update(validate(model, val_loader, device, amp_dtype, run.quiet))
+        if o.schedule == "step":
+            scheduler.step()
+        elif o.schedule == "plateau":
+            scheduler.step(row.get("val_loss", row["train_loss"]))
+        row["epoch_time"] = time.perf_counter() - t0
+        score = row.get("val_top1", row["train_top1"])
+        improved = score > best
+        best = max(best, score)
+        if dist.is_main():
+            state = checkpoint_state(model, opt, scheduler, scaler, epoch, step, best, cfgs,
+                                     data.split.classes)
+            save_checkpoint(last, state)
+            if improved:
+                save_checkpoint(run_dir / "checkpoint_best.pt", state)
+            append_log(run_dir, row)
+            plot_curves(run_dir)
+            log.info("epoch %d  lr %.2e  train loss %.3f top1 %.3f  val loss %s top1 %s  "
+                     "data %.1fs batch %.1fs", epoch, lr, row["train_loss"], row["train_top1"],
+                     f"{row['val_loss']:.3f}" if "val_loss" in row else "-",
+                     f"{row['val_top1']:.3f}" if "val_top1" in row else "-",
+                     row["data_time"], row["batch_time"])
+        dist.barrier()
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return run_dir
+
+
+def build_model_from_checkpoint(ck: dict) -> TSN:
+    """Rebuild the network a checkpoint was trained as, from its own config."""
+    m = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in ck["config"]["model"].items()})
+    model = TSN(dataclasses.replace(m, weights="none"))
+    model.load_state_dict(ck["model"])
+    return model

@@ -1,0 +1,104 @@
+"""torchvision ResNets as snippet encoders, with TSN's cross-modality first convolution.
+
+`--weights none|imagenet|PATH`: `imagenet` goes through torchvision's weight enums and reads
+the file from the torch hub cache (no download is attempted when it is missing: the error names
+the file and the folder to put it in); PATH loads a local state dict.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+ARCHS = {
+    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1),
+}
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be found or do not fit the model."""
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """TSN cross-modality initialisation: [O, 3, k, k] RGB filters -> [O, in_chans, k, k],
+    every input channel the mean of the RGB filters (no rescaling, as in TSN)."""
+    if weight.shape[1] == in_chans:
+        return weight
+    return weight.mean(dim=1, keepdim=True).repeat(1, in_chans, 1, 1).contiguous()
+
+
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """The ImageNet weights of `arch` from the torch hub cache, without network access."""
+    enum = ARCHS[arch][1]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+    if not path.exists():
+        raise WeightsError(
+            f"ImageNet weights for {arch} not found at {path}; download {enum.url} where "
+            f"there is internet and copy it to {path.parent}/, or pass --weights PATH")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a file: a plain one, a `{'state_dict' | 'model': ...}` checkpoint,
+    keys with a DataParallel `module.` prefix or our TSN `backbone.` prefix all work."""
+    if not Path(path).is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file; report them all alike
+        raise WeightsError(f"{path}: cannot load as a PyTorch state dict ({e})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise WeightsError(f"{path}: expected a state dict, got {type(sd).__name__}")
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("module.", "backbone."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def build_backbone(arch: str, weights: str = "none", in_chans: int = 3
+                   ) -> tuple[nn.Module, int]:
+    """A ResNet without its classifier (output [N, D] features) and D.
+
+    For in_chans != 3, conv1 takes in_chans channels; ImageNet weights are adapted with
+    `adapt_input_conv`. A PATH state dict must already have in_chans input channels.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose from {sorted(ARCHS)}")
+    net = ARCHS[arch][0](weights=None)
+    if in_chans != 3:
+        old = net.conv1
+        net.conv1 = nn.Conv2d(in_chans, old.out_channels, old.kernel_size, old.stride,
+                              old.padding, bias=False)
+    if weights not in ("none", "", None):
+        if weights == "imagenet":
+            sd = imagenet_state_dict(arch)
+            sd["conv1.weight"] = adapt_input_conv(sd["conv1.weight"], in_chans)
+        else:
+            sd = load_state_dict_file(weights)
+            w = sd.get("conv1.weight")
+            if w is not None and w.shape[1] != in_chans:
+                raise WeightsError(
+                    f"{weights}: conv1 has {w.shape[1]} input channels but this stream needs "
+                    f"{in_chans} (flow: 2 x snippet length); for RGB ImageNet weights use "
+                    "--weights imagenet, which adapts them to flow (cross-modality init)")
+        sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise WeightsError(f"{weights}: weights do not fit {arch}: missing "
+                               f"{missing[:3]}, unexpected {unexpected[:3]}")
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, dim
