@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
                       f"{len(CLIPS)} real clips x {args.frames} frames ({', '.join(CLIPS)}), "
                       "full extraction (decode, resize, flow, quantise, JPEG, write); OpenCV "
                       "one thread per worker; share_outside_flow = 1 - flow time / (workers x "
-                      "wall time). Machine in run.json."))
+                      "wall time). With only 4 short clips the 2-worker rows of the fast "
+                      "algorithms mostly measure starting the worker processes (~0.5 s); "
+                      "TV-L1 is where parallelism pays. Machine in run.json."))
     print(write_table(quality, args.out, "quality", "Flow accuracy against known flow",
                       "EPE: mean end-point error over known pixels, 8 px border excluded. "
                       "after_jpeg: quantised with bound 20 to 8 bits and stored as JPEG quality "
