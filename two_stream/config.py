@@ -130,6 +130,7 @@ def add_config_args(parser: argparse.ArgumentParser, defaults: dict[str, dict] |
             if isinstance(default, bool):
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
                 continue
+            kw["metavar"] = f.name.upper()
             if isinstance(default, (tuple, list)):
                 kw.update(nargs="+", type=f.metadata.get("type", type(default[0])))
             else:

@@ -31,7 +31,7 @@ def rng_state() -> dict:
     """Python, numpy and torch generator states as tensors / built-ins."""
     np_state = np.random.get_state()
     return {"python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
-            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": np_state[2],
+            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
             "torch": torch.get_rng_state()}
 
 

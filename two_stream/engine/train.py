@@ -188,8 +188,8 @@ def train_one_epoch(model, loader, opt, scheduler, scaler, device, o: OptimConfi
         bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", top1=f"{sums[1] / sums[3]:.3f}")
     sums = np.array(dist.all_reduce_sum(sums.tolist(), device))
     n = max(sums[3], 1)
-    return {"train_loss": sums[0] / n, "train_top1": sums[1] / n, "train_top5": sums[2] / n,
-            "data_time": data_time, "batch_time": batch_time}
+    return {"train_loss": float(sums[0] / n), "train_top1": float(sums[1] / n),
+            "train_top5": float(sums[2] / n), "data_time": data_time, "batch_time": batch_time}
 
 
 @torch.no_grad()
@@ -208,7 +208,8 @@ def validate(model, loader, device, amp_dtype, quiet: bool) -> dict:
         sums += [loss.item() * len(y), t1, t5, len(y)]
     sums = np.array(dist.all_reduce_sum(sums.tolist(), device))
     n = max(sums[3], 1)
-    return {"val_loss": sums[0] / n, "val_top1": sums[1] / n, "val_top5": sums[2] / n}
+    return {"val_loss": float(sums[0] / n), "val_top1": float(sums[1] / n),
+            "val_top5": float(sums[2] / n)}
 
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
@@ -260,7 +261,7 @@ def checkpoint_state(model, opt, scheduler, scaler, epoch: int, step: int, best:
     core = model.module if hasattr(model, "module") else model
     return {"model": core.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch, "step": step, "best_val_top1": best, "rng": rng_state(),
+            "epoch": epoch, "step": step, "best_val_top1": float(best), "rng": rng_state(),
             "config": {k: dataclasses.asdict(v) for k, v in cfgs.items()},
             "classes": list(classes)}
 

@@ -1,0 +1,183 @@
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flow_tools.extract import ExtractConfig, extract_all
+from flow_tools.flow import FlowParams
+from two_stream import cli
+from two_stream.config import CONCERNS, add_config_args, configs_from_args
+from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.data.frames import VideoFileSource
+from two_stream.data.splits import resolve_records
+from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.engine.checkpoint import load_checkpoint
+from two_stream.engine.train import fit
+from two_stream.models.tsn import TSN, ModelConfig
+from two_stream.scores import load_scores
+
+TINY = SyntheticConfig(num_groups=4, clips_per_group=2, test_groups=1, num_frames=12,
+                       width=64, height=48)
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    generate(root, TINY, quiet=True)
+    extract_all(root / "videos", root / "frames", ExtractConfig(flow=FlowParams("dis")),
+                quiet=True)
+    return root
+
+
+def _args(syn: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
+            "--run-dir", str(run_dir), "--input-size", "32", "--scale-size", "40",
+            "--num-segments", "2", "--test-segments", "3", "--batch-size", "8",
+            "--workers", "0", "--lr", "0.01", "--dropout", "0.2", "--quiet", *extra]
+
+
+def _cfgs(argv: list[str], modality="rgb") -> dict:
+    p = argparse.ArgumentParser()
+    add_config_args(p, cli.MODALITY_DEFAULTS[modality])
+    return configs_from_args(p.parse_args(argv))
+
+
+@pytest.mark.parametrize("consensus", ["mean", "max", "var", "lstm"])
+def test_loss_falls_when_overfitting_a_few_clips(syn, consensus):
+    src = VideoFileSource(syn / "videos")
+    from two_stream.data.splits import ucf101_split
+    recs = ucf101_split(syn / "splits", 1).train[::12][:6]
+    recs = resolve_records(recs, src.counts([r.video_id for r in recs]))
+    ds = VideoDataset(recs, src, ClipConfig(input_size=32, num_segments=2), train=True)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.tensor([r.label for r in recs])
+    torch.manual_seed(0)
+    model = TSN(ModelConfig(num_classes=12, consensus=consensus, dropout=0.0, lstm_hidden=32))
+    opt = torch.optim.SGD([p for _, p in model.trainable_parameters()], lr=0.02, momentum=0.9)
+    losses = []
+    for _ in range(25):
+        loss, _ = model.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.5 * losses[0]
+
+
+def test_resume_equals_unbroken_training(syn, tmp_path):
+    argv = ["--epochs", "4", "--schedule", "cosine", "--warmup-epochs", "1",
+            "--val-ratio", "0.2"]
+    whole = fit(_cfgs(_args(syn, tmp_path / "whole", *argv)))
+    broken_cfgs = _cfgs(_args(syn, tmp_path / "broken", *argv))
+    fit(broken_cfgs, stop_after_epoch=2)
+    assert load_checkpoint(tmp_path / "broken" / "checkpoint_last.pt")["epoch"] == 2
+    fit(_cfgs(_args(syn, tmp_path / "broken", *argv, "--resume")))
+    a = load_checkpoint(whole / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "broken" / "checkpoint_last.pt")
+    assert a["epoch"] == b["epoch"] == 4 and a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for s, t in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(s["momentum_buffer"], t["momentum_buffer"])
+    log = (tmp_path / "broken" / "log.csv").read_text().splitlines()
+    assert len(log) == 5 and log[0].startswith("epoch,lr,train_loss")
+    for name in ("config.json", "curves.png", "checkpoint_best.pt"):
+        assert (tmp_path / "broken" / name).exists()
+    # the checkpoint is plain: it loads with weights_only=True and holds the config
+    ck = torch.load(whole / "checkpoint_last.pt", weights_only=True)
+    assert ck["config"]["model"]["num_classes"] == 12 and len(ck["classes"]) == 12
+
+
+@pytest.fixture(scope="module")
+def trained_flow_run(syn, tmp_path_factory):
+    run = tmp_path_factory.mktemp("flowrun")
+    rc = cli.main(["train", *_args(syn, run, "--epochs", "1", "--new-length", "3",
+                                   "--val-ratio", "0.2")], stream="temporal", modality="flow")
+    assert rc == 0
+    return run
+
+
+def test_evaluate_writes_a_score_file(syn, trained_flow_run, capsys):
+    rc = cli.main(["evaluate", "--run-dir", str(trained_flow_run), "--test-crops", "3"],
+                  stream="temporal", modality="flow")
+    assert rc == 0
+    sf = load_scores(trained_flow_run / "scores_test.npz")
+    assert sf.scores.shape == (24, 12) and sf.snippet_scores.shape == (24, 3, 12)
+    assert sf.meta["modality"] == "flow" and sf.meta["crops"] == 3
+    assert sf.video_ids[0].count("/") == 1 and (sf.labels >= 0).all()
+    out = capsys.readouterr().out
+    assert "top-1" in out and "mean class accuracy" in out
+    # mean consensus: the video score is the mean of the snippet scores
+    assert np.allclose(sf.scores, sf.snippet_scores.astype(np.float32).mean(1), atol=0.05)
+
+
+def test_two_process_gloo_evaluation_equals_one_process(syn, trained_flow_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_flow_run, run)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "two_stream.temporal",
+                    "evaluate", "--run-dir", str(run), "--device", "cpu", "--quiet"],
+                   check=True, env=env, capture_output=True)
+    two = load_scores(run / "scores_test.npz")
+    rc = cli.main(["evaluate", "--run-dir", str(run), "--device", "cpu", "--quiet"],
+                  stream="temporal", modality="flow")
+    assert rc == 0
+    one = load_scores(run / "scores_test.npz")
+    assert two.video_ids == one.video_ids
+    assert np.allclose(two.scores, one.scores, atol=1e-4)
+
+
+def test_predict_one_video(syn, trained_flow_run, capsys):
+    video = syn / "videos" / "Grow" / "v_Grow_g01_c01.avi"
+    rc = cli.main(["predict", str(video), "--checkpoint",
+                   str(trained_flow_run / "checkpoint_best.pt"), "--flow-algorithm", "dis"],
+                  stream="temporal", modality="flow")
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all("%" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--arch", "resnet17"], "unknown arch 'resnet17'"),
+    (["--split", "2"], "trainlist02.txt: split file not found"),
+])
+def test_bad_flags_end_in_one_line_errors(syn, tmp_path, capsys, extra, message):
+    rc = cli.main(["train", *_args(syn, tmp_path / "r", "--epochs", "1", *extra)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_rgb_weights_for_the_flow_stream_are_refused(syn, tmp_path, capsys):
+    from two_stream.models.backbones import build_backbone
+    net, _ = build_backbone("resnet18", "none", 3)
+    torch.save(net.state_dict(), tmp_path / "rgb.pt")
+    rc = cli.main(["train", *_args(syn, tmp_path / "r", "--epochs", "1", "--weights",
+                                   str(tmp_path / "rgb.pt"))], stream="temporal",
+                  modality="flow")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "conv1 has 3 input channels but this stream needs 10" in err
+
+
+def test_config_round_trip_and_help(syn, trained_flow_run, capsys):
+    import json
+    saved = json.loads((trained_flow_run / "config.json").read_text())
+    assert set(CONCERNS) <= set(saved) and saved["clip"]["new_length"] == 3
+    args = cli.parse(["train", "--config", str(trained_flow_run / "config.json"), "--epochs",
+                      "7"], "temporal", "flow")
+    cfgs = configs_from_args(args)
+    assert cfgs["clip"].new_length == 3 and cfgs["optim"].epochs == 7
+    assert cfgs["optim"].lr_mult_first_conv == 5.0  # the temporal stream's TSN default
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"], stream="temporal", modality="flow")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--test-segments TEST_SEGMENTS segments at test time (25: the TSN protocol) " \
+           "(default: 25)" in text
