@@ -40,8 +40,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="append", type=parse_stream, required=True,
                    help="NAME=PATH (or NAME@COLUMN=PATH with --grid); repeat per stream")
     p.add_argument("--val", action="append", type=parse_stream, default=[],
-                   help="NAME=PATH of a validation score file per stream: learned methods fit "
-                        "on it instead of cross-validating on the scored videos")
+                   help="NAME=PATH (NAME@COLUMN=PATH with --grid) of a validation score file "
+                        "per stream: learned methods fit on it instead of cross-validating "
+                        "on the scored videos")
     p.add_argument("--class-index", help="classInd.txt or label map, for pickle inputs")
     p.add_argument("--ann-file", help="annotation list, for MMAction2 result pickles")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -147,9 +148,11 @@ def grid_frame(files: dict[tuple[str, str], ScoreFile], args) -> pd.DataFrame:
                 per_column.setdefault(mode, {})[name] = ScoreFile(
                     consensus_from_snippets(sf.snippet_scores, mode), sf.labels, sf.video_ids,
                     sf.classes)
+    vals = {(n, c): sf for (n, c), sf in load_streams(args.val, args).items()}
     table = {}
     for col, streams in per_column.items():
-        rows, _ = fused_table(streams, args)
+        val = {n: sf for (n, c), sf in vals.items() if c == col} if columns else None
+        rows, _ = fused_table(streams, args, val or None)
         for r in rows:
             key = r.method if r.norm in ("-",) else f"{r.method} [{r.norm}]"
             table.setdefault(key, {})[f"{col} top-1"] = round(100 * r.top1, 2)
@@ -174,7 +177,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     files = load_streams(args.stream, args)
     main_files = {n: sf for (n, c), sf in files.items()
                   if not c or c == files_columns(files)[0]}
-    val = {n: sf for (n, _), sf in load_streams(args.val, args).items()} if args.val else None
+    first_col = (files_columns(files) or [""])[0]
+    val = {n: sf for (n, c), sf in load_streams(args.val, args).items()
+           if not c or c == first_col} or None
     rows, dropped = fused_table(main_files, args, val)
     df = rows_frame(rows)
     first = next(iter(main_files.values()))

@@ -1,54 +1,374 @@
-"""The benchmark suite: from videos to the fusion table in one resumable command.
+"""The benchmark suite: videos -> frames and flow -> both streams x every consensus -> fusion.
 
-`make demo` runs it on the embedded default (the synthetic data set). Each step is skipped
-when its outputs are complete, so a rerun after a kill resumes where it stopped.
+    python -m benchmarks.suite                        # the embedded synthetic set (make demo)
+    python -m benchmarks.suite --dataset ucf101 --videos UCF-101 --split-dir ucfTrainTestlist \
+        --split 1 --preset tsn --name ucf101_split1
+
+Steps, each skipped when its outputs are complete (a rerun after a kill resumes; changing only
+fusion options reruns only fusion): generate the synthetic set (default only) -> extract frames
+and TV-L1 flow -> for each stream x consensus: train (validation on a group-disjoint hold-out of
+the training list), score the validation and test videos -> fusion tables (learned fusion
+weights fit on the validation scores, never on test labels) -> results/<name>/.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
+import shutil
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from benchmarks import fuse
+from flow_tools.extract import ExtractConfig, extract_all
+from flow_tools.flow import FlowParams, TVL1Params
+from two_stream.cli import MODALITY_DEFAULTS
+from two_stream.config import DataConfig, OptimConfig, RunConfig
 from two_stream.data.datasets import ClipConfig, VideoDataset
-from two_stream.data.frames import VideoFileSource
-from two_stream.data.splits import resolve_records, validation_split
-from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
+from two_stream.engine import distributed as dist
+from two_stream.engine.checkpoint import load_checkpoint
+from two_stream.engine.evaluate import evaluate_dataset
+from two_stream.engine.train import build_data, build_model_from_checkpoint, fit
+from two_stream.metrics import mean_class_accuracy, per_class_accuracy, topk_accuracy
+from two_stream.models.tsn import ModelConfig
+from two_stream.report import atomic_write_text, markdown_table, write_run_json, write_table
+from two_stream.scores import ScoreFile, load_scores, save_scores
 
 log = logging.getLogger("suite")
+STREAMS = {"spatial": "rgb", "temporal": "flow"}
+CONSENSUS = ("mean", "max", "var", "lstm")
+
+# Presets: per-stream overrides of the stream CLIs' TSN defaults. `tsn` is the published
+# recipe for a GPU; `cpu-demo` trains from scratch on the synthetic set in minutes on 2 cores.
+PRESETS = {
+    "cpu-demo": {
+        "common": {"clip": {"input_size": 64, "scale_size": 72, "num_segments": 3,
+                            "test_segments": 10, "test_crops": 1},
+                   "model": {"arch": "resnet18", "weights": "none", "dropout": 0.5,
+                             "lstm_hidden": 128},
+                   "optim": {"epochs": 10, "lr": 0.01, "schedule": "cosine",
+                             "warmup_epochs": 1, "clip_grad": 20.0, "lr_mult_first_conv": 1.0},
+                   "data": {"batch_size": 16, "workers": 2, "val_ratio": 0.15,
+                            "eval_batch_size": 8}},
+        "flow": FlowParams("tvl1", TVL1Params(nscales=3, warps=3, inner_iterations=10,
+                                              outer_iterations=2, epsilon=0.05)),
+        "new_short": 0, "new_size": None,
+    },
+    "tsn": {
+        "common": {"clip": {"input_size": 224, "scale_size": 256, "num_segments": 3,
+                            "test_segments": 25, "test_crops": 10},
+                   "model": {"arch": "resnet101", "weights": "imagenet", "partial_bn": True},
+                   "data": {"batch_size": 32, "workers": 8, "val_ratio": 0.1}},
+        "flow": FlowParams("tvl1"), "new_short": 0, "new_size": (340, 256),
+    },
+}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ucf101", "hmdb51"))
+    p.add_argument("--videos", help="video root (ucf101/hmdb51: <Class>/<video>)")
+    p.add_argument("--frames", help="existing rawframes (skips extraction)")
+    p.add_argument("--split-dir", help="official split files (ucf101/hmdb51)")
+    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--preset", default="cpu-demo", choices=sorted(PRESETS))
+    p.add_argument("--arch", help="override the preset's backbone")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--input-size", type=int, help="override the preset's input size")
+    p.add_argument("--num-segments", type=int, help="override the preset's segments")
+    p.add_argument("--consensus", nargs="+", default=list(CONSENSUS), choices=CONSENSUS)
+    p.add_argument("--streams", nargs="+", default=list(STREAMS), choices=list(STREAMS))
+    p.add_argument("--synthetic-clips-per-group", type=int, help="smaller synthetic set")
+    p.add_argument("--synthetic-groups", type=int, help="smaller synthetic set")
+    p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5],
+                   help="spatial:temporal weights of the `weighted` row, fixed in advance")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--work-dir", default="data/demo", help="generated data, frames and runs")
+    p.add_argument("--name", help="results/<name>/ (default: demo for synthetic)")
+    p.add_argument("--results-root", default="results")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
-def step_data(args: argparse.Namespace):
-    """Generate the synthetic set (skipped when complete) and read one sample back."""
-    root = Path(args.work_dir) / "synthetic"
-    split = generate(root, SyntheticConfig(seed=args.seed), quiet=args.quiet)
-    train, val = validation_split(split.train, 0.15, seed=args.seed)
-    print(f"synthetic data set at {root}: {len(split.classes)} classes, "
-          f"{len(train)} train / {len(val)} validation (group-disjoint) / "
-          f"{len(split.test)} test videos")
-    src = VideoFileSource(root / "videos")
-    records = resolve_records(train[:1], src.counts([train[0].video_id]))
-    ds = VideoDataset(records, src, ClipConfig(modality="rgb", num_segments=3, input_size=80),
-                      train=True, seed=args.seed)
-    x, label, vid = ds[0]
-    print(f"RGB sample of {vid} (label {split.classes[label]}), read straight from its video "
-          f"file: tensor {list(x.shape)} [K, C, H, W]")
-    return split
+class Timer:
+    """Wall time per step, for the report."""
+
+    def __init__(self):
+        self.steps: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Step:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                log.info("== %s", name)
+
+            def __exit__(self, *exc):
+                timer.steps[name] = timer.steps.get(name, 0.0) + time.perf_counter() - self.t
+        return _Step()
+
+
+def step_data(args, work: Path) -> tuple[Path, Path, dict | None]:
+    """(video root, split dir, synthetic manifest or None)."""
+    if args.dataset != "synthetic":
+        if not args.split_dir or not (args.videos or args.frames):
+            raise SystemExit("error: --dataset ucf101|hmdb51 needs --split-dir and --videos "
+                             "(or --frames)")
+        return Path(args.videos or ""), Path(args.split_dir), None
+    cfg = SyntheticConfig(seed=args.seed)
+    if args.synthetic_clips_per_group:
+        cfg = dataclasses.replace(cfg, clips_per_group=args.synthetic_clips_per_group)
+    if args.synthetic_groups:
+        cfg = dataclasses.replace(cfg, num_groups=args.synthetic_groups)
+    root = work / "synthetic"
+    split = generate(root, cfg, quiet=args.quiet)
+    print(f"synthetic data set at {root}: {len(split.classes)} classes, {len(split.train)} "
+          f"train / {len(split.test)} test videos")
+    return root / "videos", root / "splits", json.loads((root / MANIFEST).read_text())
+
+
+def step_frames(args, videos: Path, work: Path, preset: dict) -> Path:
+    if args.frames:
+        return Path(args.frames)
+    out = work / "frames"
+    cfg = ExtractConfig(flow=preset["flow"], new_short=preset["new_short"],
+                        new_size=preset["new_size"])
+    s = extract_all(videos, out, cfg, workers=2 if args.preset == "cpu-demo" else 8,
+                    quiet=args.quiet)
+    print(f"frames and flow at {out}: {s.line()}")
+    if s.failed:
+        print(f"warning: {s.failed} videos failed, see {out / 'failures.csv'}")
+    return out
+
+
+def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: Path,
+                   work: Path, preset: dict) -> dict:
+    """The same dataclasses the stream CLIs build, with the preset and overrides applied."""
+    modality = STREAMS[stream]
+    over = {k: dict(v) for k, v in MODALITY_DEFAULTS[modality].items()}
+    for concern, values in preset["common"].items():
+        over.setdefault(concern, {}).update(values)
+    for flag, concern, field in (("arch", "model", "arch"), ("epochs", "optim", "epochs"),
+                                 ("batch_size", "data", "batch_size"),
+                                 ("input_size", "clip", "input_size"),
+                                 ("num_segments", "clip", "num_segments")):
+        if getattr(args, flag) is not None:
+            over[concern][field] = getattr(args, flag)
+    if args.input_size is not None:
+        over["clip"]["scale_size"] = round(args.input_size * 256 / 224)
+    run_dir = work / "runs" / f"{stream}_{consensus}"
+    model = dict(over.get("model", {}), consensus=consensus)
+    if consensus == "lstm":
+        # the CNN-LSTM recipe: the LSTM head learns on the frozen CNN of the mean run
+        model.update(freeze_backbone=True,
+                     weights=str(work / "runs" / f"{stream}_mean" / "checkpoint_best.pt"))
+    dataset = "ucf101" if args.dataset == "synthetic" else args.dataset
+    return {
+        "data": DataConfig(**{**over.get("data", {}), "dataset": dataset, "split": args.split,
+                              "split_dir": str(split_dir), "frames": str(frames)}),
+        "clip": ClipConfig(**over["clip"]),
+        "model": ModelConfig(**model),
+        "optim": OptimConfig(**over["optim"]),
+        "run": RunConfig(run_dir=str(run_dir), seed=args.seed, resume=True, quiet=args.quiet),
+    }
+
+
+def trained(run_dir: Path, epochs: int) -> bool:
+    last = run_dir / "checkpoint_last.pt"
+    return last.exists() and load_checkpoint(last)["epoch"] >= epochs
+
+
+def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
+    """Train (or resume) a run, then write scores_val.npz and scores_test.npz."""
+    run_dir = Path(cfgs["run"].run_dir)
+    if not trained(run_dir, cfgs["optim"].epochs):
+        fit(cfgs)
+    ck_path = run_dir / "checkpoint_best.pt"
+    ck = load_checkpoint(ck_path)
+    clip, d = cfgs["clip"], cfgs["data"]
+    data = build_data(d, clip, cfgs["run"].seed)
+    model = None
+    out = {}
+    for split, records in (("val", data.val), ("test", data.test)):
+        path = run_dir / f"scores_{split}.npz"
+        out[split] = path
+        if path.exists() and load_scores(path).meta.get("epoch") == ck["epoch"]:
+            continue
+        if model is None:
+            model = build_model_from_checkpoint(ck)
+        ds = VideoDataset(records, data.source, clip, train=False, seed=cfgs["run"].seed)
+        res = evaluate_dataset(model, ds, dist.local_device("auto"), d.eval_batch_size,
+                               cfgs["run"].max_snippets, d.workers, quiet=cfgs["run"].quiet)
+        meta = {"stream": stream, "modality": clip.modality, "arch": model.cfg.arch,
+                "consensus": model.cfg.consensus, "segments": clip.test_segments,
+                "crops": clip.test_crops, "checkpoint": str(ck_path), "epoch": ck["epoch"],
+                "split": f"{d.dataset} split {d.split} {split}", "data_root": d.frames}
+        save_scores(path, ScoreFile(res["scores"], res["labels"], res["video_ids"],
+                                    data.split.classes, res["snippet_scores"], meta))
+    return out
+
+
+def group_accuracy(sf: ScoreFile, classes: list[str]) -> float:
+    """Top-1 over the videos of the given classes."""
+    idx = [sf.classes.index(c) for c in classes]
+    keep = np.isin(sf.labels, idx)
+    return float((sf.scores[keep].argmax(1) == sf.labels[keep]).mean())
+
+
+def stream_table(scores: dict[tuple[str, str], dict[str, Path]], manifest: dict | None
+                 ) -> pd.DataFrame:
+    rows = []
+    for (stream, cons), paths in scores.items():
+        sf = load_scores(paths["test"])
+        pred = sf.scores.argmax(1)
+        row = {"stream": stream, "consensus": cons,
+               "top1": round(100 * topk_accuracy(sf.scores, sf.labels, 1), 2),
+               "top5": round(100 * topk_accuracy(sf.scores, sf.labels, 5), 2),
+               "mean_class_acc": round(100 * mean_class_accuracy(pred, sf.labels,
+                                                                 len(sf.classes)), 2)}
+        if manifest:
+            row["appearance_classes_top1"] = round(
+                100 * group_accuracy(sf, manifest["appearance_classes"]), 2)
+            row["motion_classes_top1"] = round(
+                100 * group_accuracy(sf, manifest["motion_classes"]), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_appearance_motion(df: pd.DataFrame, fused: dict[str, tuple[float, float]],
+                           path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    mean = df[df.consensus == "mean"]
+    labels = list(mean.stream) + list(fused)
+    app = list(mean.appearance_classes_top1) + [v[0] for v in fused.values()]
+    mot = list(mean.motion_classes_top1) + [v[1] for v in fused.values()]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 3.6))
+    ax.bar(x - 0.2, app, 0.4, label="appearance classes")
+    ax.bar(x + 0.2, mot, 0.4, label="motion classes")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("top-1 %")
+    ax.set_ylim(0, 100)
+    ax.set_title("The two-stream effect on the synthetic set (mean consensus)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def step_fuse(args, scores, manifest, out: Path, timer: Timer, streams_df: pd.DataFrame
+              ) -> str:
+    names = [s for s in args.streams]
+    main_cons = args.consensus[0]
+    fuse_args = []
+    for cons in args.consensus:
+        for s in names:
+            fuse_args += ["--stream", f"{s}@{cons}={scores[(s, cons)]['test']}",
+                          "--val", f"{s}@{cons}={scores[(s, cons)]['val']}"]
+    fuse_args += ["--grid", "--out", str(out), "--resamples", str(args.resamples),
+                  "--seed", str(args.seed), "--title",
+                  f"Fusion of {' + '.join(names)} ({main_cons} consensus), test split"]
+    if len(names) == len(args.fusion_weights):
+        fuse_args += ["--weights", *map(str, args.fusion_weights)]
+    fargs = fuse.get_args_parser().parse_args(fuse_args)
+    table = fuse.run(fargs)
+    fused = {}
+    if manifest:
+        files = {s: load_scores(scores[(s, main_cons)]["test"]) for s in names}
+        from two_stream.fusion import fuse_fixed, normalize
+        stack = np.stack([normalize(files[s].scores, "none") for s in names])
+        for method in ("average", "var"):
+            sf = dataclasses.replace(files[names[0]], scores=fuse_fixed(stack, method))
+            fused[f"fused ({method})"] = (100 * group_accuracy(sf, manifest["appearance_classes"]),
+                                          100 * group_accuracy(sf, manifest["motion_classes"]))
+        plot_appearance_motion(streams_df, fused, out / "appearance_vs_motion.png")
+    for (s, cons), paths in scores.items():
+        src = Path(paths["test"]).parent / "curves.png"
+        if src.exists():
+            shutil.copyfile(src, out / f"curves_{s}_{cons}.png")
+    return (out / "table.md").read_text()
+
+
+def write_readme(args, out: Path, timer: Timer, streams_df, manifest, started: float) -> None:
+    grid = (out / "grid.md").read_text() if (out / "grid.md").exists() else ""
+    table = (out / "table.md").read_text()
+    lines = [f"# Two-stream benchmark: {args.name}", "",
+             "Produced by `" + " ".join(["python -m benchmarks.suite", *sys.argv[1:]]) + "`"
+             " (versions, machine and commit in `run.json`; every run's resolved config in "
+             f"`{args.work_dir}/runs/<stream>_<consensus>/config.json`).", "",
+             "## Fusion (test split)", "", table.split("\n", 2)[2] if table.startswith("#")
+             else table, "",
+             "Learned rows (`search`, `stack`) fit on the validation score files (a "
+             "group-disjoint hold-out of the training list): no test label is used by any row.",
+             "", "## Fusion method x consensus (test top-1 / top-5)", "",
+             grid.split("\n", 2)[2] if grid.startswith("#") else grid, "",
+             "## Single streams (test split)", "", markdown_table(streams_df), ""]
+    if manifest:
+        lines += ["Appearance classes differ only in colour (equal luma: identical for optical "
+                  "flow), motion classes only in motion (identical in a single frame). Chance "
+                  f"is {100 / len(manifest['classes']):.1f} %.", "",
+                  "![appearance vs motion](appearance_vs_motion.png)", ""]
+    lines += ["## Training curves", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in sorted(out.glob("curves_*.png"))]
+    lines += ["", "## Confusion matrix of the best fused row", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in sorted(out.glob("confusion_*.png"))]
+    lines += ["", "## Wall time per step", "", "| step | seconds |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in timer.steps.items()]
+    lines += [f"| total | {time.perf_counter() - started:.1f} |", ""]
+    atomic_write_text(out / "README.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    step_data(args)
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(message)s")
+    args.name = args.name or ("demo" if args.dataset == "synthetic" else
+                              f"{args.dataset}_split{args.split}")
+    started = time.perf_counter()
+    timer = Timer()
+    work = Path(args.work_dir)
+    preset = PRESETS[args.preset]
+    out = Path(args.results_root) / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    with timer("data"):
+        videos, split_dir, manifest = step_data(args, work)
+    with timer("frames and flow"):
+        frames = step_frames(args, videos, work, preset)
+    scores = {}
+    order = sorted(args.consensus, key=lambda c: c == "lstm")  # lstm needs the mean run
+    if "lstm" in order and "mean" not in order:
+        raise SystemExit("error: the lstm head trains on the mean run's CNN: add mean")
+    configs = {}
+    for stream in args.streams:
+        for cons in order:
+            cfgs = stream_configs(args, stream, cons, split_dir, frames, work, preset)
+            configs[f"{stream}_{cons}"] = {k: dataclasses.asdict(v) for k, v in cfgs.items()}
+            with timer(f"train+score {stream} {cons}"):
+                scores[(stream, cons)] = step_train_and_score(cfgs, stream)
+    scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
+    streams_df = stream_table(scores, manifest)
+    write_table(streams_df, out, "streams", "Single streams (test split)")
+    with timer("fusion"):
+        table = step_fuse(args, scores, manifest, out, timer, streams_df)
+    write_readme(args, out, timer, streams_df, manifest, started)
+    write_run_json(out, options=vars(args), step_seconds=timer.steps,
+                   total_seconds=round(time.perf_counter() - started, 1),
+                   synthetic=manifest, run_configs=configs)
+    print(markdown_table(streams_df))
+    print(table)
+    print(f"results in {out}/ ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None, stream: str = "spatial", modality: str =
         else:
             predict_cmd(args)
     except ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        # errors re-raised from a loader worker carry its traceback: keep the last line
+        print(f"error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
         return 2
     return 0

@@ -116,9 +116,13 @@ class RawframeSource:
 
     def count(self, video_id: str) -> tuple[int, int]:
         """(num_frames, num_flows) from meta.json, else by one scan of the folder."""
-        meta = read_meta(self.root / video_id) if "{video}" in self.layout.rgb else None
-        if meta is not None:
-            return int(meta["num_frames"]), int(meta["num_flows"])
+        if "{video}" in self.layout.rgb:
+            if not (self.root / video_id).is_dir():
+                raise FrameReadError(f"{self.root / video_id}: no frame folder (not extracted "
+                                     "yet? run python -m flow_tools.extract)")
+            meta = read_meta(self.root / video_id)
+            if meta is not None:
+                return int(meta["num_frames"]), int(meta["num_flows"])
         counts = []
         for template in (self.layout.rgb, self.layout.flow_x):
             p = _path(self.root, template, video_id, 0)

@@ -48,7 +48,7 @@ class SyntheticConfig:
     height: int = 96
     fps: int = 25
     noise: float = 4.0  # std of per-frame Gaussian noise, grey levels
-    jitter: float = 1.0  # std of per-frame camera shake, px
+    jitter: float = 0.3  # std of per-frame camera shake, px
     seed: int = 0
 
 
@@ -77,17 +77,17 @@ def _trajectory(kind: str, rng: np.random.Generator, cfg: SyntheticConfig):
     cx0, cy0 = rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h
     scale = np.ones_like(t)
     cx, cy = np.full_like(t, cx0), np.full_like(t, cy0)
-    speed = rng.uniform(0.8, 1.4) * h / 96
+    speed = rng.uniform(1.5, 2.5) * h / 96
     if kind == "drift":  # slow random walk: no consistent direction
         v = np.cumsum(rng.normal(0, 0.25, size=(cfg.num_frames, 2)), axis=0)
-        v = np.clip(v, -0.6, 0.6) * h / 96
+        v = np.clip(v, -0.4, 0.4) * h / 96
         cx, cy = cx0 + np.cumsum(v[:, 0]), cy0 + np.cumsum(v[:, 1])
     elif kind in ("MoveUp", "MoveDown"):
         sign = -1 if kind == "MoveUp" else 1
-        cy = h / 2 - sign * speed * cfg.num_frames / 2 + sign * speed * t
+        cy = cy0 - sign * speed * cfg.num_frames / 2 + sign * speed * t
         cx = cx + rng.normal(0, 0.3, size=t.shape).cumsum() * 0.3
     elif kind in ("Grow", "Shrink"):
-        rate = rng.uniform(0.025, 0.04)
+        rate = rng.uniform(0.035, 0.05)
         grow = np.exp(rate * (t - t.mean()))
         scale = grow if kind == "Grow" else grow[::-1]
     elif kind in ("SwingHorizontal", "SwingVertical"):
@@ -174,7 +174,7 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
         # the group fixes background and object size; the clip its own motion and noise
         group_rng = np.random.default_rng([cfg.seed, label, g])
         background = _background(group_rng, cfg.height, cfg.width)
-        size = group_rng.uniform(0.12, 0.2) * cfg.height
+        size = group_rng.uniform(0.16, 0.24) * cfg.height
         rng = np.random.default_rng([cfg.seed, label, g, k])
         video_id = f"{cls}/v_{cls}_g{g:02d}_c{k:02d}"
         path = out / "videos" / f"{video_id}.avi"

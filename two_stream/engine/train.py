@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
 from ..data.datasets import ClipConfig, VideoDataset
-from ..data.frames import RawframeSource, VideoFileSource
+from ..data.frames import FrameReadError, RawframeSource, VideoFileSource
 from ..data.splits import (Split, VideoRecord, folder_split, hmdb51_split, resolve_records,
                            ucf101_split, validation_split)
 from ..models.tsn import TSN, ModelConfig
@@ -79,6 +79,12 @@ def build_data(d: DataConfig, clip: ClipConfig, seed: int) -> Data:
     everything = train + val + split.test
     counts = source.counts([r.video_id for r in everything])
     res = {r.video_id: r for r in resolve_records(everything, counts)}
+    attr = "num_frames" if clip.modality == "rgb" else "num_flows"
+    empty = [v for v, r in res.items() if getattr(r, attr) < 1]
+    if empty:
+        what = "frames" if clip.modality == "rgb" else "flow fields"
+        raise FrameReadError(f"{len(empty)} videos have no {what} under {d.frames or d.videos}, "
+                             f"e.g. {empty[0]!r}; extract them first")
     return Data(split, source, [res[r.video_id] for r in train], [res[r.video_id] for r in val],
                 [res[r.video_id] for r in split.test])
 

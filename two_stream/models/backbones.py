@@ -46,7 +46,8 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a file: a plain one, a `{'state_dict' | 'model': ...}` checkpoint,
-    keys with a DataParallel `module.` prefix or our TSN `backbone.` prefix all work."""
+    keys with a DataParallel `module.` prefix, or one of our TSN checkpoints (its backbone is
+    taken, e.g. to train an LSTM head on a CNN trained with mean consensus)."""
     if not Path(path).is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
@@ -58,13 +59,10 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             sd = sd[key]
     if not isinstance(sd, dict):
         raise WeightsError(f"{path}: expected a state dict, got {type(sd).__name__}")
-    out = {}
-    for k, v in sd.items():
-        for prefix in ("module.", "backbone."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        out[k] = v
-    return out
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    if any(k.startswith("backbone.") for k in sd):  # one of our TSN checkpoints: its CNN
+        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    return sd
 
 
 def build_backbone(arch: str, weights: str = "none", in_chans: int = 3
