@@ -189,8 +189,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             + f". CI: percentile bootstrap over videos, {args.resamples} resamples, seed "
             f"{args.seed}. p: exact McNemar test against the best single stream. "
             "Mean class acc: mean of per-class recall (what TSN reports); top-1: share of "
-            "videos. `labels used` says whether and how a row used labels; learned rows "
-            "cross-validate over whole groups (gNN / source film). `product` ranks like "
+            "videos. `labels used` says whether and how a row used labels; "
+            + ("learned rows fit on the validation score files. " if val else
+               "learned rows cross-validate over whole groups (gNN / source film). ")
+            + "`product` ranks like "
             "`average [none]` by construction (log-softmax shifts each video by a constant).")
     md = write_table(df, out, "table", args.title, note, display=markdown_frame(df))
     best = max(rows[len(main_files):] or rows, key=lambda r: r.top1)

@@ -87,7 +87,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--consensus", nargs="+", default=list(CONSENSUS), choices=CONSENSUS)
     p.add_argument("--streams", nargs="+", default=list(STREAMS), choices=list(STREAMS))
     p.add_argument("--synthetic-clips-per-group", type=int, help="smaller synthetic set")
-    p.add_argument("--synthetic-groups", type=int, help="smaller synthetic set")
+    p.add_argument("--synthetic-groups", type=int, help="smaller synthetic set (a third of the "
+                                                        "groups are the test split)")
+    p.add_argument("--synthetic-frames", type=int, help="shorter synthetic clips")
     p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5],
                    help="spatial:temporal weights of the `weighted` row, fixed in advance")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -129,7 +131,10 @@ def step_data(args, work: Path) -> tuple[Path, Path, dict | None]:
     if args.synthetic_clips_per_group:
         cfg = dataclasses.replace(cfg, clips_per_group=args.synthetic_clips_per_group)
     if args.synthetic_groups:
-        cfg = dataclasses.replace(cfg, num_groups=args.synthetic_groups)
+        cfg = dataclasses.replace(cfg, num_groups=args.synthetic_groups,
+                                  test_groups=max(1, args.synthetic_groups // 3))
+    if args.synthetic_frames:
+        cfg = dataclasses.replace(cfg, num_frames=args.synthetic_frames)
     root = work / "synthetic"
     split = generate(root, cfg, quiet=args.quiet)
     print(f"synthetic data set at {root}: {len(split.classes)} classes, {len(split.train)} "
@@ -167,7 +172,8 @@ def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: P
     if args.input_size is not None:
         over["clip"]["scale_size"] = round(args.input_size * 256 / 224)
     run_dir = work / "runs" / f"{stream}_{consensus}"
-    model = dict(over.get("model", {}), consensus=consensus)
+    model = dict(over.get("model", {}), consensus=consensus, modality=modality,
+                 new_length=over["clip"]["new_length"])
     if consensus == "lstm":
         # the CNN-LSTM recipe: the LSTM head learns on the frozen CNN of the mean run
         model.update(freeze_backbone=True,

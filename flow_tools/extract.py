@@ -170,6 +170,8 @@ class Job:
 
 
 def video_id(rel: str) -> str:
+    """`Class/v_Class_g08_c01.avi` -> `Class/v_Class_g08_c01`: the key of every later file."""
+    rel = rel.replace("\\", "/")
     stem, ext = os.path.splitext(rel)
     return stem if ext.lower() in VIDEO_EXTENSIONS else rel
 

@@ -264,7 +264,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                                 None if val is None else val[1])
                 fused, used = learned.scores, learned.labels_used
                 if learned.weights:
-                    detail = "weights per fold " + "; ".join(
+                    detail = ("weights " if val is not None else "weights per fold ") + "; ".join(
                         ":".join(f"{x:.2f}" for x in w) for w in learned.weights)
             row = score_row(method, norm, fused, labels, used, resamples, seed, detail)
             row.p_vs_best = mcnemar_p(row.correct, best.correct)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.splits import video_id_from_path
+
 
 class ScoreFileError(ValueError):
     """A score file that is malformed, or several that cannot be fused together."""
@@ -161,8 +163,7 @@ def read_ann_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
             continue
         if len(parts) < 2 or not parts[-1].lstrip("-").isdigit():
             raise ScoreFileError(f"{path}:{n}: expected 'video [num_frames] label', got {line!r}")
-        ids.append(os.path.splitext(parts[0])[0] if parts[0].endswith((".mp4", ".avi"))
-                   else parts[0])
+        ids.append(video_id_from_path(parts[0]))
         labels.append(int(parts[-1]))
     return ids, labels
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+from flow_tools.extract import VIDEO_EXTENSIONS
+from flow_tools.extract import video_id as video_id_from_path
+
 
 
 class SplitError(ValueError):
@@ -65,13 +67,6 @@ def read_class_index(path: str | os.PathLike) -> list[str]:
     if sorted(entries) != list(range(1, len(entries) + 1)):
         raise SplitError(f"{path}: class indices must run 1..{len(entries)} without gaps")
     return [entries[i] for i in range(1, len(entries) + 1)]
-
-
-def video_id_from_path(path: str) -> str:
-    """`ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi` -> `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01`."""
-    path = path.replace("\\", "/")
-    stem, ext = os.path.splitext(path)
-    return stem if ext.lower() in VIDEO_EXTENSIONS else path
 
 
 def read_ucf_list(path: str | os.PathLike, classes: list[str]) -> list[VideoRecord]:
