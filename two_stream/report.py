@@ -61,7 +61,7 @@ def git_commit() -> str | None:
                              cwd=Path(__file__).resolve().parent, timeout=10)
         # results/ is rewritten by the very run being recorded: not a change of the code
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":!results"],
+                                ":/", ":(exclude,top)results"],
                                capture_output=True, text=True, timeout=10,
                                cwd=Path(__file__).resolve().parent).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None

@@ -181,3 +181,16 @@ def test_config_round_trip_and_help(syn, trained_flow_run, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--test-segments TEST_SEGMENTS segments at test time (25: the TSN protocol) " \
            "(default: 25)" in text
+
+
+def test_chunked_views_equal_one_pass():
+    """25 segments x 10 crops split into small chunks give the same scores as one pass."""
+    from two_stream.engine.evaluate import score_views
+    torch.manual_seed(0)
+    for consensus in ("var", "lstm"):
+        model = TSN(ModelConfig(num_classes=4, consensus=consensus, lstm_hidden=8)).eval()
+        x = torch.randn(2, 10, 5, 3, 32, 32)  # [B, crops, S, C, H, W]
+        v1, s1 = score_views(model, x, 1000, torch.device("cpu"))
+        v2, s2 = score_views(model, x, 7, torch.device("cpu"))
+        assert v1.shape == (2, 4) and s1.shape == (2, 5, 4)
+        assert torch.allclose(v1, v2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)

@@ -119,3 +119,25 @@ def test_kill_then_rerun_gives_identical_output(videos, tmp_path):
     subprocess.run([c.replace("OUT", str(out)) for c in cmd], check=True)
     assert _tree(out) == _tree(ref)
     assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())
+
+
+def test_real_clips_extract_and_load(fixtures, tmp_path):
+    """Real UCF101, HMDB51 (one with container metadata errors) and slipping clips."""
+    videos = fixtures / "videos"
+    rels = ["ucf101/v_BlowDryHair_g07_c02.avi",
+            "hmdb51/Turnk_r_Pippi_Michel_cartwheel_f_cm_np2_le_med_6.avi",
+            "hmdb51/RATRACE_wave_f_nm_np1_fr_goo_37.avi", "slipping/6100_2.mp4"]
+    s = extract_all(videos, tmp_path, ExtractConfig(flow=FlowParams("dis"), new_short=64),
+                    rels, workers=2, quiet=True)
+    assert (s.done, s.failed) == (4, 0)
+    src = RawframeSource(tmp_path)
+    ids = [r[: r.rindex(".")] for r in rels]
+    counts = src.counts(ids)
+    assert counts[ids[0]] == (73, 72) and counts[ids[1]] == (83, 82)
+    assert counts[ids[3]] == (199, 198)
+    for vid in ids:
+        meta = json.loads((tmp_path / vid / "meta.json").read_text())
+        assert min(meta["width"], meta["height"]) == 64
+        assert src.rgb(vid, np.array([0])).shape[1:3] == (meta["height"], meta["width"])
+    # portrait video: the short side is the width
+    assert json.loads((tmp_path / ids[3] / "meta.json").read_text())["width"] == 64
