@@ -27,18 +27,18 @@ import pandas as pd
 from benchmarks import fuse
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams, TVL1Params
-from two_stream.cli import MODALITY_DEFAULTS
-from two_stream.config import DataConfig, OptimConfig, RunConfig
-from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.config import MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig
+from two_stream.data.datasets import ClipConfig
 from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
-from two_stream.engine.evaluate import evaluate_dataset
-from two_stream.engine.train import build_data, build_model_from_checkpoint, fit
-from two_stream.metrics import mean_class_accuracy, per_class_accuracy, topk_accuracy
+from two_stream.engine.train import build_data, fit
+from two_stream.fusion import fuse_fixed
+from two_stream.metrics import mean_class_accuracy, topk_accuracy
 from two_stream.models.tsn import ModelConfig
 from two_stream.report import atomic_write_text, markdown_table, write_run_json, write_table
-from two_stream.scores import ScoreFile, load_scores, save_scores
+from two_stream.scores import ScoreFile, load_scores
+from two_stream.scoring import write_scores
 
 log = logging.getLogger("suite")
 STREAMS = {"spatial": "rgb", "temporal": "flow"}
@@ -201,26 +201,14 @@ def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
         fit(cfgs)
     ck_path = run_dir / "checkpoint_best.pt"
     ck = load_checkpoint(ck_path)
-    clip, d = cfgs["clip"], cfgs["data"]
-    data = build_data(d, clip, cfgs["run"].seed)
-    model = None
+    data = build_data(cfgs["data"], cfgs["clip"], cfgs["run"].seed)
     out = {}
     for split, records in (("val", data.val), ("test", data.test)):
         path = run_dir / f"scores_{split}.npz"
         out[split] = path
-        if path.exists() and load_scores(path).meta.get("epoch") == ck["epoch"]:
-            continue
-        if model is None:
-            model = build_model_from_checkpoint(ck)
-        ds = VideoDataset(records, data.source, clip, train=False, seed=cfgs["run"].seed)
-        res = evaluate_dataset(model, ds, dist.local_device("auto"), d.eval_batch_size,
-                               cfgs["run"].max_snippets, d.workers, quiet=cfgs["run"].quiet)
-        meta = {"stream": stream, "modality": clip.modality, "arch": model.cfg.arch,
-                "consensus": model.cfg.consensus, "segments": clip.test_segments,
-                "crops": clip.test_crops, "checkpoint": str(ck_path), "epoch": ck["epoch"],
-                "split": f"{d.dataset} split {d.split} {split}", "data_root": d.frames}
-        save_scores(path, ScoreFile(res["scores"], res["labels"], res["video_ids"],
-                                    data.split.classes, res["snippet_scores"], meta))
+        if not (path.exists() and load_scores(path).meta.get("epoch") == ck["epoch"]):
+            write_scores(cfgs, ck_path, ck, data, records, split, stream,
+                         dist.local_device("auto"))
     return out
 
 
@@ -274,9 +262,9 @@ def plot_appearance_motion(df: pd.DataFrame, fused: dict[str, tuple[float, float
     plt.close(fig)
 
 
-def step_fuse(args, scores, manifest, out: Path, timer: Timer, streams_df: pd.DataFrame
-              ) -> str:
-    names = [s for s in args.streams]
+def step_fuse(args, scores, manifest, out: Path, streams_df: pd.DataFrame) -> str:
+    """Fusion table and grid via benchmarks/fuse.py, the appearance/motion plot, the curves."""
+    names = list(args.streams)
     main_cons = args.consensus[0]
     fuse_args = []
     for cons in args.consensus:
@@ -289,12 +277,11 @@ def step_fuse(args, scores, manifest, out: Path, timer: Timer, streams_df: pd.Da
     if len(names) == len(args.fusion_weights):
         fuse_args += ["--weights", *map(str, args.fusion_weights)]
     fargs = fuse.get_args_parser().parse_args(fuse_args)
-    table = fuse.run(fargs)
+    fuse.run(fargs)
     fused = {}
     if manifest:
         files = {s: load_scores(scores[(s, main_cons)]["test"]) for s in names}
-        from two_stream.fusion import fuse_fixed, normalize
-        stack = np.stack([normalize(files[s].scores, "none") for s in names])
+        stack = np.stack([files[s].scores.astype(np.float64) for s in names])
         for method in ("average", "var"):
             sf = dataclasses.replace(files[names[0]], scores=fuse_fixed(stack, method))
             fused[f"fused ({method})"] = (100 * group_accuracy(sf, manifest["appearance_classes"]),
@@ -367,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     streams_df = stream_table(scores, manifest)
     write_table(streams_df, out, "streams", "Single streams (test split)")
     with timer("fusion"):
-        table = step_fuse(args, scores, manifest, out, timer, streams_df)
+        table = step_fuse(args, scores, manifest, out, streams_df)
     write_readme(args, out, timer, streams_df, manifest, started)
     write_run_json(out, options=vars(args), step_seconds=timer.steps,
                    total_seconds=round(time.perf_counter() - started, 1),

@@ -6,8 +6,6 @@ modality and its TSN defaults; everything else is this one CLI.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -15,31 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import add_config_args, configs_from_args, load_config_defaults
-from .data.datasets import VideoDataset
+from .config import MODALITY_DEFAULTS, add_config_args, configs_from_args, load_config_defaults
 from .data.frames import FrameReadError
 from .data.splits import SplitError
 from .engine import distributed as dist
 from .engine.checkpoint import load_checkpoint
-from .engine.evaluate import evaluate_dataset
 from .engine.train import amp_settings, build_data, build_model_from_checkpoint, fit
+from .scoring import write_scores
 from .metrics import mean_class_accuracy, topk_accuracy
 from .models.backbones import WeightsError
-from .scores import ScoreFile, ScoreFileError, save_scores
+from .scores import ScoreFileError
 
 log = logging.getLogger("two_stream")
 
-# TSN's per-modality recipe (Wang et al. 2016 / tsn-pytorch): flow stacks 5 fields, trains
-# longer with a higher lr, 5x lr on the adapted first conv, and clips gradients at 40.
-MODALITY_DEFAULTS = {
-    "rgb": {"clip": {"modality": "rgb", "new_length": 1},
-            "model": {"dropout": 0.8},
-            "optim": {"lr": 0.001, "epochs": 80, "milestones": (30, 60), "clip_grad": 20.0}},
-    "flow": {"clip": {"modality": "flow", "new_length": 5},
-             "model": {"dropout": 0.7},
-             "optim": {"lr": 0.005, "epochs": 340, "milestones": (190, 300), "clip_grad": 40.0,
-                       "lr_mult_first_conv": 5.0}},
-}
 ERRORS = (SplitError, FrameReadError, WeightsError, ScoreFileError, FileNotFoundError,
           ValueError)
 
@@ -116,23 +102,12 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
     if list(ck["classes"]) != data.split.classes:
         raise ValueError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
                          f"the split's {len(data.split.classes)}")
-    model = build_model_from_checkpoint(ck).to(device)
     records = data.test if args.eval_split == "test" else data.val
-    ds = VideoDataset(records, data.source, clip, train=False, seed=run.seed)
     amp_dtype, _ = amp_settings(run, device)
-    out = evaluate_dataset(model, ds, device, d.eval_batch_size, run.max_snippets, d.workers,
-                           amp_dtype, run.quiet)
-    if not dist.is_main():
+    path, sf = write_scores(cfgs, ck_path, ck, data, records, args.eval_split, stream, device,
+                            amp_dtype)
+    if sf is None:  # not rank 0
         return None
-    meta = {"stream": stream, "modality": clip.modality, "arch": model.cfg.arch,
-            "consensus": model.cfg.consensus, "segments": clip.test_segments,
-            "crops": clip.test_crops, "checkpoint": str(ck_path), "epoch": ck["epoch"],
-            "split": f"{d.dataset} split {d.split} {args.eval_split}",
-            "data_root": d.frames or d.videos, "code_version": _version()}
-    sf = ScoreFile(out["scores"], out["labels"], out["video_ids"], data.split.classes,
-                   out["snippet_scores"], meta)
-    path = Path(run.run_dir) / f"scores_{args.eval_split}.npz"
-    save_scores(path, sf)
     pred = sf.scores.argmax(1)
     print(f"{path}: {len(sf)} videos, {clip.test_segments} segments x {clip.test_crops} crops")
     print(f"top-1 {100 * topk_accuracy(sf.scores, sf.labels, 1):.2f} %  (share of videos)\n"
@@ -140,12 +115,6 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
           f"mean class accuracy {100 * mean_class_accuracy(pred, sf.labels, len(sf.classes)):.2f}"
           " %  (mean of per-class recall, what TSN reports)")
     return path
-
-
-def _version() -> str:
-    from . import __version__
-    from .report import git_commit
-    return f"{__version__} ({git_commit() or 'no git'})"
 
 
 def predict_cmd(args: argparse.Namespace) -> list[tuple[str, float]]:

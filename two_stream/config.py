@@ -18,6 +18,19 @@ from .data.datasets import ClipConfig
 from .models.tsn import ModelConfig
 
 
+# TSN's per-modality recipe (Wang et al. 2016 / tsn-pytorch): flow stacks 5 fields, trains
+# longer with a higher lr, 5x lr on the adapted first conv, and clips gradients at 40.
+MODALITY_DEFAULTS = {
+    "rgb": {"clip": {"modality": "rgb", "new_length": 1},
+            "model": {"dropout": 0.8},
+            "optim": {"lr": 0.001, "epochs": 80, "milestones": (30, 60), "clip_grad": 20.0}},
+    "flow": {"clip": {"modality": "flow", "new_length": 5},
+             "model": {"dropout": 0.7},
+             "optim": {"lr": 0.005, "epochs": 340, "milestones": (190, 300), "clip_grad": 40.0,
+                       "lr_mult_first_conv": 5.0}},
+}
+
+
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 

@@ -7,7 +7,7 @@ import pytest
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import FrameReadError, RawframeSource, VideoFileSource
 from two_stream.data.sampling import test_indices as centre_indices
-from two_stream.data.splits import VideoRecord, resolve_records, ucf101_split
+from two_stream.data.splits import VideoRecord, resolve_records
 from two_stream.data.synthetic import SyntheticConfig, generate
 from two_stream.data.transforms import FLOW_MEAN, FLOW_STD
 

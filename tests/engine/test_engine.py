@@ -1,5 +1,4 @@
 import argparse
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ import torch
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams
 from two_stream import cli
-from two_stream.config import CONCERNS, add_config_args, configs_from_args
+from two_stream.config import CONCERNS, MODALITY_DEFAULTS, add_config_args, configs_from_args
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
@@ -45,7 +44,7 @@ def _args(syn: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def _cfgs(argv: list[str], modality="rgb") -> dict:
     p = argparse.ArgumentParser()
-    add_config_args(p, cli.MODALITY_DEFAULTS[modality])
+    add_config_args(p, MODALITY_DEFAULTS[modality])
     return configs_from_args(p.parse_args(argv))
 
 
