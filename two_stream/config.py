@@ -51,7 +51,7 @@ class DataConfig:
                                "groups: UCF101 gNN, HMDB51 source film); 0 = no validation")
     folder_test_ratio: float = _f(0.3, "test share of a folder data set's generated split")
     workers: int = _f(2, "data-loader worker processes")
-    batch_size: int = _f(32, "videos per training batch")
+    batch_size: int = _f(32, "videos per training batch (global: split over torchrun processes)")
     eval_batch_size: int = _f(4, "videos per evaluation batch")
 
 

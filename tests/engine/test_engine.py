@@ -193,3 +193,18 @@ def test_chunked_views_equal_one_pass():
         v2, s2 = score_views(model, x, 7, torch.device("cpu"))
         assert v1.shape == (2, 4) and s1.shape == (2, 5, 4)
         assert torch.allclose(v1, v2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
+
+
+def test_two_process_gloo_training(syn, tmp_path):
+    """torchrun with 2 CPU processes: DDP trains, rank 0 alone writes the run directory."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = tmp_path / "ddp"
+    subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "two_stream.spatial", "train",
+                    *_args(syn, run, "--epochs", "1", "--device", "cpu", "--val-ratio", "0.2")],
+                   check=True, env=env, capture_output=True)
+    ck = load_checkpoint(run / "checkpoint_last.pt")
+    # --batch-size is the global batch: 4 per rank, 48 training videos -> 6 steps
+    assert ck["epoch"] == 1 and ck["step"] == 6
+    log = (run / "log.csv").read_text().splitlines()
+    assert len(log) == 2
