@@ -71,7 +71,9 @@ def load_streams(specs, args) -> dict[tuple[str, str], ScoreFile]:
             for name, col, path in specs}
 
 
-def fused_table(files: dict[str, ScoreFile], args, val=None) -> tuple[list[Row], int]:
+def fused_table(files: dict[str, ScoreFile], args, val=None
+                ) -> tuple[list[Row], int, np.ndarray]:
+    """(rows, videos dropped by alignment, labels in row order)."""
     aligned, dropped = align(files, args.allow_missing)
     first = next(iter(aligned.values()))
     known = first.labels >= 0
@@ -88,7 +90,7 @@ def fused_table(files: dict[str, ScoreFile], args, val=None) -> tuple[list[Row],
     rows = fusion_rows({n: sf.scores for n, sf in aligned.items()}, first.labels,
                        first.video_ids, tuple(args.methods), tuple(args.norm), args.weights, args.topk,
                        args.folds, args.seed, args.resamples, val_arg)
-    return rows, dropped
+    return rows, dropped, first.labels
 
 
 def rows_frame(rows: list[Row]) -> pd.DataFrame:
@@ -132,7 +134,8 @@ def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path: Path) -
     tmp.replace(path)
 
 
-def grid_frame(files: dict[tuple[str, str], ScoreFile], args) -> pd.DataFrame:
+def grid_frame(files: dict[tuple[str, str], ScoreFile], vals: dict[tuple[str, str], ScoreFile],
+               args) -> pd.DataFrame:
     """Rows: single streams and fusion methods; columns: consensus (top-1 / top-5)."""
     columns = sorted({c for _, c in files if c}, key=list(files_columns(files)).index)
     per_column: dict[str, dict[str, ScoreFile]] = {}
@@ -148,11 +151,10 @@ def grid_frame(files: dict[tuple[str, str], ScoreFile], args) -> pd.DataFrame:
                 per_column.setdefault(mode, {})[name] = ScoreFile(
                     consensus_from_snippets(sf.snippet_scores, mode), sf.labels, sf.video_ids,
                     sf.classes)
-    vals = {(n, c): sf for (n, c), sf in load_streams(args.val, args).items()}
     table = {}
     for col, streams in per_column.items():
         val = {n: sf for (n, c), sf in vals.items() if c == col} if columns else None
-        rows, _ = fused_table(streams, args, val or None)
+        rows, _, _ = fused_table(streams, args, val or None)
         for r in rows:
             key = r.method if r.norm in ("-",) else f"{r.method} [{r.norm}]"
             table.setdefault(key, {})[f"{col} top-1"] = round(100 * r.top1, 2)
@@ -178,9 +180,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     main_files = {n: sf for (n, c), sf in files.items()
                   if not c or c == files_columns(files)[0]}
     first_col = (files_columns(files) or [""])[0]
-    val = {n: sf for (n, c), sf in load_streams(args.val, args).items()
-           if not c or c == first_col} or None
-    rows, dropped = fused_table(main_files, args, val)
+    vals = load_streams(args.val, args)
+    val = {n: sf for (n, c), sf in vals.items() if not c or c == first_col} or None
+    rows, dropped, labels = fused_table(main_files, args, val)
     df = rows_frame(rows)
     first = next(iter(main_files.values()))
     n_videos = len(rows[0].correct)
@@ -197,11 +199,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     md = write_table(df, out, "table", args.title, note, display=markdown_frame(df))
     best = max(rows[len(main_files):] or rows, key=lambda r: r.top1)
     best_name = best.method if best.norm == "-" else f"{best.method}_{best.norm}"
-    labels = next(iter(align(main_files, args.allow_missing)[0].values())).labels
     plot_confusion(confusion_matrix(best.pred, labels, len(first.classes)), first.classes,
                    f"{best_name}: top-1 {100 * best.top1:.2f} %", out / f"confusion_{best_name}.png")
     if args.grid:
-        write_table(grid_frame(files, args), out, "grid", (args.title + " (grid)").strip(),
+        write_table(grid_frame(files, vals, args), out, "grid", (args.title + " (grid)").strip(),
                     "Rows: fusion method [normalisation]; columns: consensus.")
     elapsed = time.perf_counter() - start
     write_run_json(out, inputs=[{"stream": n, "column": c, "path": p, "sha256": sha256(p)}
