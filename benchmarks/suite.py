@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -148,7 +149,7 @@ def step_frames(args, videos: Path, work: Path, preset: dict) -> Path:
     out = work / "frames"
     cfg = ExtractConfig(flow=preset["flow"], new_short=preset["new_short"],
                         new_size=preset["new_size"])
-    s = extract_all(videos, out, cfg, workers=2 if args.preset == "cpu-demo" else 8,
+    s = extract_all(videos, out, cfg, workers=os.cpu_count() or 1,
                     quiet=args.quiet)
     print(f"frames and flow at {out}: {s.line()}")
     if s.failed:
