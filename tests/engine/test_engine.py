@@ -208,3 +208,27 @@ def test_two_process_gloo_training(syn, tmp_path):
     assert ck["epoch"] == 1 and ck["step"] == 6
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 2
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(syn, tmp_path):
+    """The AMP and channels_last switches (auto-on with CUDA) also run on CPU when asked."""
+    run = fit(_cfgs(_args(syn, tmp_path / "amp", "--epochs", "1", "--amp", "bf16",
+                          "--channels-last", "on", "--val-ratio", "0.2")))
+    import csv
+    row = next(csv.DictReader(open(run / "log.csv")))
+    assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
+    with pytest.raises(ValueError, match="--amp fp16 needs CUDA"):
+        fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))
+
+
+def test_folder_dataset_trains_from_video_files(syn, tmp_path):
+    """--dataset folder: <Class>/<video> files, split generated and saved, RGB from videos."""
+    videos = tmp_path / "my_videos"
+    shutil.copytree(syn / "videos", videos)
+    rc = cli.main(["train", "--dataset", "folder", "--videos", str(videos), "--run-dir",
+                   str(tmp_path / "run"), "--epochs", "1", "--input-size", "32",
+                   "--scale-size", "40", "--batch-size", "16", "--workers", "0", "--quiet"])
+    assert rc == 0
+    lists = tmp_path / "splits"
+    assert (lists / "classInd.txt").exists() and (lists / "trainlist01.txt").exists()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["epoch"] == 1

@@ -141,3 +141,40 @@ def test_real_clips_extract_and_load(fixtures, tmp_path):
         assert src.rgb(vid, np.array([0])).shape[1:3] == (meta["height"], meta["width"])
     # portrait video: the short side is the width
     assert json.loads((tmp_path / ids[3] / "meta.json").read_text())["width"] == 64
+
+
+def test_frame_size_change_is_a_failure(tmp_path, monkeypatch):
+    """A stream whose frame size changes mid-way ends in failures.csv, not in a crash."""
+    import cv2
+
+    from flow_tools import extract
+
+    class Capture:  # a decoder that switches resolution at frame 3
+        def __init__(self, path):
+            self.i = 0
+
+        def isOpened(self):
+            return True
+
+        def get(self, prop):
+            return 6 if prop == cv2.CAP_PROP_FRAME_COUNT else 25.0
+
+        def read(self):
+            self.i += 1
+            if self.i > 6:
+                return False, None
+            size = (48, 64) if self.i < 3 else (96, 128)
+            return True, np.full((*size, 3), 10 * self.i, np.uint8)
+
+        def release(self):
+            pass
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "v.avi").write_bytes(b"x")
+    monkeypatch.setattr(extract.cv2, "VideoCapture", Capture)
+    s = extract_all(tmp_path / "in", tmp_path / "out", ExtractConfig(flow=FlowParams("dis")),
+                    quiet=True)
+    assert s.failed == 1
+    reason = (tmp_path / "out" / "failures.csv").read_text()
+    assert "frame size changed from 64x48 to 128x96 at frame 2" in reason
+    assert not (tmp_path / "out" / "v").exists()
