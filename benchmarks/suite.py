@@ -29,7 +29,9 @@ from benchmarks import fuse
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams, TVL1Params
 from two_stream.config import MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig
-from two_stream.data.datasets import ClipConfig
+from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.data.frames import VideoFileSource
+from two_stream.data.splits import resolve_records
 from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
@@ -140,6 +142,11 @@ def step_data(args, work: Path) -> tuple[Path, Path, dict | None]:
     split = generate(root, cfg, quiet=args.quiet)
     print(f"synthetic data set at {root}: {len(split.classes)} classes, {len(split.train)} "
           f"train / {len(split.test)} test videos")
+    # the data layer reads RGB straight from a video file, no extraction needed
+    src = VideoFileSource(root / "videos")
+    rec = resolve_records(split.train[:1], src.counts([split.train[0].video_id]))
+    x, _, vid = VideoDataset(rec, src, ClipConfig(input_size=64), train=True)[0]
+    print(f"RGB sample of {vid} read from its video file: tensor {list(x.shape)} [K, C, H, W]")
     return root / "videos", root / "splits", json.loads((root / MANIFEST).read_text())
 
 
