@@ -137,7 +137,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path: Path) -
 def grid_frame(files: dict[tuple[str, str], ScoreFile], vals: dict[tuple[str, str], ScoreFile],
                args) -> pd.DataFrame:
     """Rows: single streams and fusion methods; columns: consensus (top-1 / top-5)."""
-    columns = sorted({c for _, c in files if c}, key=list(files_columns(files)).index)
+    columns = files_columns(files)
     per_column: dict[str, dict[str, ScoreFile]] = {}
     if columns:
         for (name, col), sf in files.items():

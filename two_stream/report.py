@@ -13,14 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from .atomic import atomic_write_text
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:

@@ -17,6 +17,8 @@ import numpy as np
 from flow_tools.extract import VIDEO_EXTENSIONS
 from flow_tools.extract import video_id as video_id_from_path
 
+from ..atomic import atomic_write_text
+
 
 
 class SplitError(ValueError):
@@ -142,11 +144,11 @@ def write_ucf_lists(out_dir: str | os.PathLike, split: Split, ext: str = ".avi",
     """Write a split in the UCF101 format, so any data set reloads through `ucf101_split`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "classInd.txt",
+    atomic_write_text(out_dir / "classInd.txt",
                   "".join(f"{i + 1} {c}\n" for i, c in enumerate(split.classes)))
-    _atomic_write(out_dir / f"trainlist0{number}.txt",
+    atomic_write_text(out_dir / f"trainlist0{number}.txt",
                   "".join(f"{r.video_id}{ext} {r.label + 1}\n" for r in split.train))
-    _atomic_write(out_dir / f"testlist0{number}.txt",
+    atomic_write_text(out_dir / f"testlist0{number}.txt",
                   "".join(f"{r.video_id}{ext}\n" for r in split.test))
 
 
@@ -250,16 +252,10 @@ def resolve_records(records: list[VideoRecord], counts: dict[str, tuple[int, int
             for r in records]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def load_index(path: Path) -> dict[str, tuple[int, int]]:
     with open(path) as f:
         return {k: (int(v[0]), int(v[1])) for k, v in json.load(f).items()}
 
 
 def save_index(path: Path, counts: dict[str, tuple[int, int]]) -> None:
-    _atomic_write(path, json.dumps({k: list(v) for k, v in sorted(counts.items())}))
+    atomic_write_text(path, json.dumps({k: list(v) for k, v in sorted(counts.items())}))

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..progress import progress
 from .splits import Split, VideoRecord, ucf101_split, write_ucf_lists
 
@@ -183,9 +184,7 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
         (test if g <= cfg.test_groups else train).append(VideoRecord(video_id, label))
     split = Split(train, test, classes)
     write_ucf_lists(out / "splits", split)
-    tmp = man_path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, man_path)
+    atomic_write_text(man_path, json.dumps(manifest, indent=2))
     return split
 
 

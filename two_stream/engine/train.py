@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from ..atomic import atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
 from ..data.datasets import ClipConfig, VideoDataset
 from ..data.frames import FrameReadError, RawframeSource, VideoFileSource
@@ -162,6 +163,14 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int
     return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
 
 
+def mean_over_ranks(sums: np.ndarray, device: torch.device, prefix: str) -> dict:
+    """[loss * n, top-1 hits, top-5 hits, n] summed over all ranks -> mean loss, top-1, top-5."""
+    total = dist.all_reduce_sum(sums.tolist(), device)
+    n = max(total[3], 1)
+    return {f"{prefix}_loss": total[0] / n, f"{prefix}_top1": total[1] / n,
+            f"{prefix}_top5": total[2] / n}
+
+
 # --- epochs --------------------------------------------------------------------------------
 
 def train_one_epoch(model, loader, opt, scheduler, scaler, device, o: OptimConfig,
@@ -192,15 +201,14 @@ def train_one_epoch(model, loader, opt, scheduler, scaler, device, o: OptimConfi
         batch_time += time.perf_counter() - end
         end = time.perf_counter()
         bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", top1=f"{sums[1] / sums[3]:.3f}")
-    sums = np.array(dist.all_reduce_sum(sums.tolist(), device))
-    n = max(sums[3], 1)
-    return {"train_loss": float(sums[0] / n), "train_top1": float(sums[1] / n),
-            "train_top5": float(sums[2] / n), "data_time": data_time, "batch_time": batch_time}
+    return {**mean_over_ranks(sums, device, "train"), "data_time": data_time,
+            "batch_time": batch_time}
 
 
 @torch.no_grad()
 def validate(model, loader, device, amp_dtype, quiet: bool) -> dict:
-    """Loss and accuracy on centre-sampled K segments, one crop (cheap, every epoch)."""
+    """Loss and accuracy on centre-sampled K segments, one crop (cheap, every epoch); under
+    torchrun each rank takes every world-th video and the sums are reduced."""
     model.eval()
     core = model.module if hasattr(model, "module") else model
     sums = np.zeros(4)
@@ -212,10 +220,7 @@ def validate(model, loader, device, amp_dtype, quiet: bool) -> dict:
             loss, video = core.loss(x, y)
         t1, t5 = topk_hits(video.float(), y)
         sums += [loss.item() * len(y), t1, t5, len(y)]
-    sums = np.array(dist.all_reduce_sum(sums.tolist(), device))
-    n = max(sums[3], 1)
-    return {"val_loss": float(sums[0] / n), "val_top1": float(sums[1] / n),
-            "val_top5": float(sums[2] / n)}
+    return mean_over_ranks(sums, device, "val")
 
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
@@ -281,10 +286,8 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     data = build_data(d, clip, run.seed)
     cfgs["model"] = m = dataclasses.replace(m, num_classes=len(data.split.classes))
     if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / ".config.json.tmp"
-        tmp.write_text(config_to_json(cfgs, classes=data.split.classes))
-        os.replace(tmp, run_dir / "config.json")
+        atomic_write_text(run_dir / "config.json",
+                          config_to_json(cfgs, classes=data.split.classes))
     torch.manual_seed(run.seed)
     model = TSN(m).to(device)
     channels_last = run.channels_last == "on" or (run.channels_last == "auto"
@@ -319,7 +322,8 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None)
     loader_kw = dict(num_workers=d.workers, pin_memory=device.type == "cuda",
                      worker_init_fn=seed_worker, persistent_workers=False)
-    val_loader = DataLoader(val_ds, batch_size=d.eval_batch_size, shuffle=False,
+    val_part = Subset(val_ds, range(rank, len(val_ds), world))  # each rank its own videos
+    val_loader = DataLoader(val_part, batch_size=d.eval_batch_size, shuffle=False,
                             **loader_kw) if len(val_ds) else None
     for epoch in range(start_epoch, o.epochs + 1):
         t0 = time.perf_counter()
