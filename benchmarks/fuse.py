@@ -21,6 +21,7 @@ import pandas as pd
 
 from two_stream.fusion import METHODS, NORMS, Row, consensus_from_snippets, fusion_rows
 from two_stream.metrics import confusion_matrix
+from two_stream.errors import EXIT_CODES_HELP, run_cli
 from two_stream.report import sha256, write_run_json, write_table
 from two_stream.scores import ScoreFile, ScoreFileError, align, load_any
 
@@ -35,7 +36,7 @@ def parse_stream(spec: str) -> tuple[str, str, str]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--stream", action="append", type=parse_stream, required=True,
                    help="NAME=PATH (or NAME@COLUMN=PATH with --grid); repeat per stream")
@@ -218,12 +219,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
+
+    def body() -> None:
         run(args)
-    except (ScoreFileError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from .flow import ALGORITHMS, DIS_PRESETS, FlowParams, TVL1Params, make_flow_fn
 from .quantize import DEFAULT_BOUND, quantize
+from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
 
 log = logging.getLogger("flow_tools.extract")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
@@ -85,9 +86,9 @@ def shard(items: list[str], spec: str | None) -> list[str]:
     try:
         i, n = (int(v) for v in spec.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must be I/N with integers, got {spec!r}") from None
+        raise UserError(f"--shard must be I/N with integers, got {spec!r}") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard {spec}: need 0 <= I < N")
+        raise UserError(f"--shard {spec}: need 0 <= I < N")
     return items[i::n]
 
 
@@ -252,7 +253,7 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
     """Extract every video in `rels` (default: all under the root); see the module doc."""
     video_root, out_root = Path(video_root), Path(out_root)
     if not video_root.is_dir():
-        raise FileNotFoundError(f"{video_root}: video folder not found")
+        raise UserError(f"{video_root}: video folder not found")
     rels = list_videos(video_root) if rels is None else rels
     out_root.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(out_root)
@@ -265,7 +266,7 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
         elif meta is not None and not overwrite:
             diff = sorted(k for k in set(want) | set(meta.get("params", {}))
                           if want.get(k) != meta.get("params", {}).get(k))
-            raise ValueError(f"{out_root / video_id(rel)}: already extracted with other "
+            raise UserError(f"{out_root / video_id(rel)}: already extracted with other "
                              f"parameters ({', '.join(diff)} differ); use --overwrite or "
                              "another output folder")
         else:
@@ -324,7 +325,7 @@ def write_failures(out_root: Path, failures: list[tuple[str, str]]) -> None:
 def get_args_parser() -> argparse.ArgumentParser:
     d, t = ExtractConfig(), TVL1Params()
     p = argparse.ArgumentParser(prog="python -m flow_tools.extract",
-                                description=__doc__.split("\n\n")[0],
+                                description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("videos", help="folder of videos (searched recursively; class sub-folders "
                                   "are kept in the video id)")
@@ -370,19 +371,18 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def body() -> int:
         cfg = config_from_args(args)
         rels = shard(list_videos(Path(args.videos), Path(args.list) if args.list else None),
                      args.shard)
         summary = extract_all(args.videos, args.out, cfg, rels, args.workers, args.overwrite,
                               args.quiet)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(summary.line())
-    if summary.failed:
-        print(f"failures listed in {Path(args.out) / 'failures.csv'}", file=sys.stderr)
-    return 1 if summary.failed else 0
+        print(summary.line())
+        if summary.failed:
+            print(f"failures listed in {Path(args.out) / 'failures.csv'}", file=sys.stderr)
+        return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
+from .errors import UserError
 
 ALGORITHMS = ("tvl1", "dis", "farneback")
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -57,10 +58,10 @@ class FlowParams:
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown flow algorithm {self.algorithm!r}; choose from "
+            raise UserError(f"unknown flow algorithm {self.algorithm!r}; choose from "
                              f"{ALGORITHMS}")
         if self.dis_preset not in DIS_PRESETS:
-            raise ValueError(f"unknown DIS preset {self.dis_preset!r}; choose from "
+            raise UserError(f"unknown DIS preset {self.dis_preset!r}; choose from "
                              f"{sorted(DIS_PRESETS)}")
 
     def record(self) -> dict:
@@ -103,7 +104,7 @@ def compute_flow(frames: np.ndarray, algorithm: str | FlowParams = "tvl1", step:
     params = algorithm if isinstance(algorithm, FlowParams) else FlowParams(algorithm)
     grey = to_grey(np.asarray(frames))
     if len(grey) <= step:
-        raise ValueError(f"need more than {step} frames for flow with step {step}, "
+        raise UserError(f"need more than {step} frames for flow with step {step}, "
                          f"got {len(grey)}")
     fn = make_flow_fn(params)
     return np.stack([fn(grey[i], grey[i + step]) for i in range(len(grey) - step)]
@@ -118,15 +119,23 @@ UNKNOWN_FLOW = 1e9
 
 def read_flo(path: str | os.PathLike) -> np.ndarray:
     """Middlebury `.flo`: float32 [H, W, 2]; values above 1e9 mark unknown flow."""
-    with open(path, "rb") as f:
-        magic = np.fromfile(f, np.float32, 1)
-        if magic.size == 0 or magic[0] != FLO_MAGIC:
-            raise ValueError(f"{path}: not a Middlebury .flo file (bad magic number)")
-        w, h = (int(v) for v in np.fromfile(f, np.int32, 2))
-        data = np.fromfile(f, np.float32, 2 * w * h)
+    try:
+        raw = open(path, "rb").read()
+    except FileNotFoundError:
+        raise UserError(f"{path}: .flo file not found") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    if len(raw) < 12 or np.frombuffer(raw[:4], np.float32)[0] != FLO_MAGIC:
+        raise UserError(f"{path}: not a Middlebury .flo file (bad magic number)")
+    w, h = (int(v) for v in np.frombuffer(raw[4:12], np.int32))
+    if not (0 < w < 100_000 and 0 < h < 100_000):
+        raise UserError(f"{path}: invalid .flo size {w}x{h}")
+    data = np.frombuffer(raw[12:12 + 8 * w * h], np.float32)
     if data.size != 2 * w * h:
-        raise ValueError(f"{path}: truncated .flo file ({data.size} of {2 * w * h} values)")
-    return data.reshape(h, w, 2)
+        raise UserError(f"{path}: truncated .flo file ({data.size} of {2 * w * h} values)")
+    if np.isnan(data).any():
+        raise UserError(f"{path}: .flo file holds NaN values")
+    return data.reshape(h, w, 2).copy()
 
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:

@@ -7,6 +7,7 @@ flows inside the bound (JPEG compression adds its own error on top).
 from __future__ import annotations
 
 import numpy as np
+from .errors import UserError
 
 DEFAULT_BOUND = 20.0
 
@@ -14,7 +15,7 @@ DEFAULT_BOUND = 20.0
 def quantize(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """float flow (any shape, px) -> uint8 of the same shape."""
     if bound <= 0:
-        raise ValueError(f"bound must be positive, got {bound}")
+        raise UserError(f"bound must be positive, got {bound}")
     f = np.clip(np.asarray(flow, dtype=np.float32), -bound, bound)
     return np.round(255.0 * (f + bound) / (2.0 * bound)).astype(np.uint8)
 

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+
+from flow_tools.errors import UserError
 import torch
 from scipy.special import log_softmax
 
@@ -17,7 +19,7 @@ def test_normalisations():
     assert np.allclose(z.mean(1), 0) and np.allclose(z.std(1), 1)
     assert np.allclose(np.linalg.norm(normalize(s, "l2"), axis=1), 1)
     assert np.array_equal(normalize(s, "none"), s)
-    with pytest.raises(ValueError, match="unknown normalisation"):
+    with pytest.raises(UserError, match="unknown normalisation"):
         normalize(s, "minmax")
 
 
@@ -38,7 +40,7 @@ def test_fixed_rules_by_hand(method, expected):
 def test_weighted_and_product():
     assert np.allclose(fuse_fixed(STACK, "weighted", np.array([1.0, 1.5])), A + 1.5 * B)
     assert np.allclose(fuse_fixed(STACK, "product"), log_softmax(A, 1) + log_softmax(B, 1))
-    with pytest.raises(ValueError, match="needs 2 weights"):
+    with pytest.raises(UserError, match="needs 2 weights"):
         fuse_fixed(STACK, "weighted", np.array([1.0]))
 
 

@@ -113,5 +113,5 @@ def test_convert_cli(tmp_path, capsys):
                  str(tmp_path / "c.txt"), str(tmp_path / "o.npz")]) == 0
     assert load_scores(tmp_path / "o.npz").video_ids == ["A/v_A_g01_c01"]
     assert main(["convert", str(tmp_path / "missing.pickle"), "--class-index",
-                 str(tmp_path / "c.txt"), str(tmp_path / "o.npz")]) == 1
+                 str(tmp_path / "c.txt"), str(tmp_path / "o.npz")]) == 2
     assert "missing.pickle: score file not found" in capsys.readouterr().err

@@ -14,20 +14,15 @@ import numpy as np
 import torch
 
 from .config import MODALITY_DEFAULTS, add_config_args, configs_from_args, load_config_defaults
-from .data.frames import FrameReadError
-from .data.splits import SplitError
 from .engine import distributed as dist
 from .engine.checkpoint import load_checkpoint
 from .engine.train import amp_settings, build_data, build_model_from_checkpoint, fit
 from .scoring import write_scores
 from .metrics import mean_class_accuracy, topk_accuracy
-from .models.backbones import WeightsError
-from .scores import ScoreFileError
+from .errors import EXIT_CODES_HELP, UserError, run_cli
 
 log = logging.getLogger("two_stream")
 
-ERRORS = (SplitError, FrameReadError, WeightsError, ScoreFileError, FileNotFoundError,
-          ValueError)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -41,7 +36,7 @@ def build_parser(stream: str, modality: str, defaults: dict) -> argparse.Argumen
     p = argparse.ArgumentParser(
         prog=f"python -m two_stream.{stream}",
         description=f"The {stream} stream ({modality}) of a two-stream / TSN network.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     for cmd, text in (("train", "train a stream in --run-dir (resumable with --resume)"),
                       ("evaluate", "score the test (or validation) videos into "
@@ -87,7 +82,7 @@ def find_checkpoint(run_dir: Path, given: str) -> Path:
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
         if (run_dir / name).exists():
             return run_dir / name
-    raise FileNotFoundError(f"{run_dir}: no checkpoint_best.pt or checkpoint_last.pt; train "
+    raise UserError(f"{run_dir}: no checkpoint_best.pt or checkpoint_last.pt; train "
                             "first or pass --checkpoint")
 
 
@@ -100,9 +95,13 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
     ck = load_checkpoint(ck_path)
     data = build_data(d, clip, run.seed)
     if list(ck["classes"]) != data.split.classes:
-        raise ValueError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
+        raise UserError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
                          f"the split's {len(data.split.classes)}")
     records = data.test if args.eval_split == "test" else data.val
+    if not records:
+        raise UserError(f"--eval-split {args.eval_split}: no videos to score"
+                        + (" (--val-ratio is 0: no validation hold-out)"
+                           if args.eval_split == "val" else ""))
     amp_dtype, _ = amp_settings(run, device)
     path, sf = write_scores(cfgs, ck_path, ck, data, records, args.eval_split, stream, device,
                             amp_dtype)
@@ -157,11 +156,10 @@ def predict_cmd(args: argparse.Namespace) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None, stream: str = "spatial", modality: str = "rgb") -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse(argv, stream, modality)
-    try:
+    def body() -> None:
+        args = parse(argv, stream, modality)  # --config is read here: its errors are user errors
         if args.cmd == "train":
-            cfgs = configs_from_args(args)
-            run_dir = fit(cfgs)
+            run_dir = fit(configs_from_args(args))
             if dist.is_main():
                 print(f"trained: {run_dir}/checkpoint_best.pt; next: python -m "
                       f"two_stream.{stream} evaluate --run-dir {run_dir}")
@@ -169,8 +167,4 @@ def main(argv: list[str] | None = None, stream: str = "spatial", modality: str =
             evaluate_cmd(args, stream)
         else:
             predict_cmd(args)
-    except ERRORS as e:
-        # errors re-raised from a loader worker carry its traceback: keep the last line
-        print(f"error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(body)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .data.datasets import ClipConfig
 from .models.tsn import ModelConfig
+from .errors import UserError
 
 
 # TSN's per-modality recipe (Wang et al. 2016 / tsn-pytorch): flow stacks 5 fields, trains
@@ -177,10 +178,10 @@ def load_config_defaults(path: str | os.PathLike) -> dict[str, dict]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read config ({e})") from None
+        raise UserError(f"{path}: cannot read config ({e})") from None
     unknown = set(data) - set(CONCERNS) - {"command", "classes"}
     if unknown:
-        raise ValueError(f"{path}: unknown config sections {sorted(unknown)}")
+        raise UserError(f"{path}: unknown config sections {sorted(unknown)}")
     return {k: v for k, v in data.items() if k in CONCERNS}
 
 

@@ -21,6 +21,7 @@ from .metrics import (bootstrap_ci, mcnemar_p, mean_class_accuracy, topk_accurac
                       topk_correct)
 from .data.splits import group_of
 from .models.consensus import segment_consensus, variance_weighted
+from .errors import UserError
 
 NORMS = ("none", "softmax", "log_softmax", "zscore", "l2")
 FIXED_METHODS = ("average", "max", "weighted", "product", "var", "var_topk")
@@ -43,7 +44,7 @@ def normalize(scores: np.ndarray, norm: str) -> np.ndarray:
     if norm == "l2":
         n = np.linalg.norm(s, axis=1, keepdims=True)
         return s / np.where(n > 0, n, 1.0)
-    raise ValueError(f"unknown normalisation {norm!r}; choose from {NORMS}")
+    raise UserError(f"unknown normalisation {norm!r}; choose from {NORMS}")
 
 
 def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None,
@@ -61,7 +62,7 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
         return stack.max(axis=0)
     if method == "weighted":
         if weights is None or len(weights) != stack.shape[0]:
-            raise ValueError(f"weighted fusion needs {stack.shape[0]} weights, got {weights}")
+            raise UserError(f"weighted fusion needs {stack.shape[0]} weights, got {weights}")
         return np.tensordot(np.asarray(weights, dtype=np.float64), stack, axes=1)
     if method == "product":
         return log_softmax(stack, axis=2).sum(axis=0)
@@ -73,7 +74,7 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
         top = -np.sort(-stack, axis=2)[:, :, :k]
         var = top.var(axis=2, keepdims=True) + 1e-12  # [S, N, 1]
         return (var / var.sum(axis=0, keepdims=True) * stack).sum(axis=0)
-    raise ValueError(f"unknown fusion method {method!r}; choose from {METHODS}")
+    raise UserError(f"unknown fusion method {method!r}; choose from {METHODS}")
 
 
 def weight_grid(num_streams: int, step: float | None = None) -> np.ndarray:

@@ -14,15 +14,17 @@ import os
 import pickle
 import re
 import sys
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .data.splits import video_id_from_path
+from .errors import EXIT_CODES_HELP, UserError, run_cli
 
 
-class ScoreFileError(ValueError):
+class ScoreFileError(UserError):
     """A score file that is malformed, or several that cannot be fused together."""
 
 
@@ -52,6 +54,8 @@ def validate(sf: ScoreFile, source: str | os.PathLike = "<scores>") -> ScoreFile
     if s.ndim != 2:
         raise ScoreFileError(f"{source}: scores must be [N, C], got shape {s.shape}")
     n, c = s.shape
+    if n == 0 or c == 0:
+        raise ScoreFileError(f"{source}: empty score file ({n} videos x {c} classes)")
     if len(sf.video_ids) != n or sf.labels.shape != (n,):
         raise ScoreFileError(f"{source}: {n} score rows but {len(sf.video_ids)} video ids and "
                              f"{sf.labels.shape[0]} labels")
@@ -104,21 +108,95 @@ def load_scores(path: str | os.PathLike) -> ScoreFile:
                 meta=json.loads(str(z["meta"])) if "meta" in z.files else {})
     except FileNotFoundError:
         raise ScoreFileError(f"{path}: score file not found") from None
-    except (OSError, ValueError) as e:
-        if isinstance(e, ScoreFileError):
-            raise
-        raise ScoreFileError(f"{path}: cannot read as .npz ({e})") from None
+    except ScoreFileError:
+        raise
+    except (OSError, ValueError, TypeError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        # np.load raises these for a truncated zip, a non-npz file, pickled or non-numeric
+        # arrays, and bad meta JSON
+        raise ScoreFileError(f"{path}: cannot read as a .npz score file "
+                             f"({type(e).__name__}: {e})") from None
     return validate(sf, path)
+
+
+# --- untrusted pickles ---------------------------------------------------------------------
+
+# What score pickles hold: containers, numbers, strings and numpy arrays. `pickle.load` would
+# call any function a file names; this unpickler resolves only these names.
+_SAFE_GLOBALS = {
+    *(("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "int", "float",
+                                "complex", "str", "bytes", "bytearray", "bool")),
+    ("collections", "OrderedDict"), ("_codecs", "encode"),
+    *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+      for n in ("_reconstruct", "scalar")),
+    *((m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _ScoreUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS and not (
+                module == "numpy.dtypes" and name.endswith("DType")):
+            raise ScoreFileError(f"refused to load {module}.{name}: a score pickle holds only "
+                                 "dicts, lists, numbers, strings and numpy arrays")
+        return super().find_class(module, name)
+
+
+def load_pickle(path: str | os.PathLike):
+    """Unpickle an untrusted score file (Python 2 pickles too): only the types above are
+    built, so a file cannot run code. Errors name the file."""
+    try:
+        with open(path, "rb") as f:
+            return _ScoreUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise ScoreFileError(f"{path}: score file not found") from None
+    except ScoreFileError as e:
+        raise ScoreFileError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, OverflowError, MemoryError, ImportError, OSError) as e:
+        # what unpickling truncated or non-pickle bytes raises
+        raise ScoreFileError(f"{path}: cannot read as a pickle ({type(e).__name__}: "
+                             f"{e or 'empty or truncated'})") from None
+
+
+def _score_row(path, what: str, value, num_classes: int) -> np.ndarray:
+    """One video's scores as float32 [C], or an error naming the file and the video."""
+    try:
+        row = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise ScoreFileError(f"{path}: {what}: scores are not numbers "
+                             f"({type(value).__name__})") from None
+    if row.shape[0] != num_classes:
+        raise ScoreFileError(f"{path}: {what} has {row.shape[0]} scores but the class index "
+                             f"has {num_classes} classes")
+    return row
 
 
 # --- importers ---------------------------------------------------------------------------
 
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A foreign text file, or a ScoreFileError naming it (missing, unreadable, binary)."""
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise ScoreFileError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise ScoreFileError(f"{path}: {what} is not a text file") from None
+    except OSError as e:
+        raise ScoreFileError(f"{path}: cannot read {what} ({e.strerror})") from None
+
+
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """`classInd.txt` (`1 Archery` per line, 1-based) or a label map (one name per line)."""
-    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
-    if lines and all(re.match(r"^\d+\s+\S+$", ln) for ln in lines):
+    lines = [ln.strip() for ln in read_text(path, "class index").splitlines() if ln.strip()]
+    if not lines:
+        raise ScoreFileError(f"{path}: empty class index")
+    if all(re.match(r"^\d+\s+\S+$", ln) for ln in lines):
         from .data.splits import read_class_index
         return read_class_index(path)
+    if len(set(lines)) != len(lines):
+        dup = next(c for c in lines if lines.count(c) > 1)
+        raise ScoreFileError(f"{path}: class {dup!r} is listed more than once")
     return lines
 
 
@@ -132,13 +210,16 @@ def from_two_stream_pickle(path: str | os.PathLike, classes: list[str]) -> Score
     names `HandStandPushups_*` files of class `HandstandPushups`); ids become
     `Class/v_Name` like the split lists'.
     """
-    with open(path, "rb") as f:
-        data = pickle.load(f, encoding="latin1")
+    data = load_pickle(path)
     if not isinstance(data, dict):
         raise ScoreFileError(f"{path}: expected a dict {{video name: scores}}, "
                              f"got {type(data).__name__}")
+    if not data:
+        raise ScoreFileError(f"{path}: no videos in the score dict")
     lower = {c.lower(): i for i, c in enumerate(classes)}
     ids, labels, rows = [], [], []
+    if not all(isinstance(k, str) for k in data):
+        raise ScoreFileError(f"{path}: the dict's keys must be video names (strings)")
     for name in sorted(data):
         stem = name[2:] if name.startswith("v_") else name
         cls = _GROUP_SUFFIX.sub("", stem)
@@ -148,7 +229,7 @@ def from_two_stream_pickle(path: str | os.PathLike, classes: list[str]) -> Score
         label = lower[cls.lower()]
         ids.append(f"{classes[label]}/v_{stem}")
         labels.append(label)
-        rows.append(np.asarray(data[name], dtype=np.float32).reshape(-1))
+        rows.append(_score_row(path, f"video {name!r}", data[name], len(classes)))
     sf = ScoreFile(np.stack(rows), np.array(labels, np.int64), ids, list(classes),
                    meta={"source": str(path), "format": "two-stream pickle"})
     return validate(sf, path)
@@ -157,7 +238,7 @@ def from_two_stream_pickle(path: str | os.PathLike, classes: list[str]) -> Score
 def read_ann_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
     """MMAction2 annotation list: `video_id [num_frames] label` per line -> ids, labels."""
     ids, labels = [], []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path, "annotation list").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -165,6 +246,8 @@ def read_ann_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
             raise ScoreFileError(f"{path}:{n}: expected 'video [num_frames] label', got {line!r}")
         ids.append(video_id_from_path(parts[0]))
         labels.append(int(parts[-1]))
+    if not ids:
+        raise ScoreFileError(f"{path}: empty annotation list")
     return ids, labels
 
 
@@ -172,20 +255,23 @@ def from_mmaction_pkl(path: str | os.PathLike, ann_file: str | os.PathLike,
                       classes: list[str]) -> ScoreFile:
     """MMAction2 test output: a list of score arrays (or dicts with `pred_score`) in the order
     of `ann_file`."""
-    with open(path, "rb") as f:
-        data = pickle.load(f)
+    data = load_pickle(path)
     if not isinstance(data, list):
         raise ScoreFileError(f"{path}: expected a list of score arrays, got {type(data).__name__}")
     ids, labels = read_ann_file(ann_file)
+    if ((np.array(labels) < -1) | (np.array(labels) >= len(classes))).any():
+        raise ScoreFileError(f"{ann_file}: labels must be in [0, {len(classes)}) for the "
+                             f"{len(classes)} classes of the class index")
     if len(ids) != len(data):
         raise ScoreFileError(f"{path}: {len(data)} results but {ann_file} lists {len(ids)} videos")
     rows = []
-    for item in data:
+    for i, item in enumerate(data):
         if isinstance(item, dict):
             if "pred_score" not in item:
-                raise ScoreFileError(f"{path}: result dict without 'pred_score': {sorted(item)}")
+                raise ScoreFileError(f"{path}: result dict without 'pred_score': "
+                                     f"{sorted(map(str, item))}")
             item = item["pred_score"]
-        rows.append(np.asarray(item, dtype=np.float32).reshape(-1))
+        rows.append(_score_row(path, f"result {i} ({ids[i]})", item, len(classes)))
     sf = ScoreFile(np.stack(rows), np.array(labels, np.int64), ids, list(classes),
                    meta={"source": str(path), "format": "mmaction2 pkl",
                          "ann_file": str(ann_file)})
@@ -204,8 +290,7 @@ def load_any(path: str | os.PathLike, class_index: str | os.PathLike | None = No
         raise ScoreFileError(f"{path}: a pickle score file needs --class-index (classInd.txt "
                              "or a label map)")
     classes = read_class_names(class_index)
-    with open(path, "rb") as f:
-        head = pickle.load(f, encoding="latin1")
+    head = load_pickle(path)
     if isinstance(head, dict):
         return from_two_stream_pickle(path, classes)
     if ann_file is None:
@@ -254,7 +339,8 @@ def align(files: dict[str, ScoreFile], allow_missing: bool = False
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m two_stream.scores",
-                                description="Convert foreign score files to the .npz format.")
+                                description="Convert foreign score files to the .npz format.",
+                                epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="two-stream pickle or MMAction2 pkl -> .npz")
     c.add_argument("input")
@@ -262,14 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--ann-file", help="MMAction2 annotation list (for a result list)")
     c.add_argument("output")
     args = p.parse_args(argv)
-    try:
+
+    def body() -> None:
         sf = load_any(args.input, args.class_index, args.ann_file)
         save_scores(args.output, sf)
-    except (ScoreFileError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{args.output}: {len(sf)} videos x {len(sf.classes)} classes")
-    return 0
+        print(f"{args.output}: {len(sf)} videos x {len(sf.classes)} classes")
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+from flow_tools.errors import UserError
+
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import FrameReadError, RawframeSource, VideoFileSource
 from two_stream.data.sampling import test_indices as centre_indices
@@ -70,5 +72,5 @@ def test_flow_from_video_files_needs_extraction(tmp_path):
 
 
 def test_unknown_video_in_split(tmp_path):
-    with pytest.raises(ValueError, match="have no frames"):
+    with pytest.raises(UserError, match="have no frames"):
         resolve_records([VideoRecord("C/missing", 0)], {})

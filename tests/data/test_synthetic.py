@@ -2,6 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
+from flow_tools.errors import UserError
+
 from two_stream.data.frames import read_video_frames
 from two_stream.data.splits import group_of, ucf101_split
 from two_stream.data.synthetic import (APPEARANCE_CLASSES, COLOURS, MOTION_CLASSES, OBJECT_LUMA,
@@ -31,7 +33,7 @@ def test_generate_ucf_layout_groups_and_resume(tmp_path):
     before = path.stat().st_mtime_ns
     assert generate(tmp_path, TINY, quiet=True) == split  # complete: nothing rewritten
     assert path.stat().st_mtime_ns == before
-    with pytest.raises(FileExistsError, match="another config"):
+    with pytest.raises(UserError, match="another config"):
         generate(tmp_path, SyntheticConfig(num_frames=11), quiet=True)
 
 

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+
+from flow_tools.errors import UserError
 import torch
 
 from two_stream.data.transforms import (FLOW_MEAN, FLOW_STD, TrainTransform, hflip, multi_crop,
@@ -76,5 +78,5 @@ def test_ten_crop_flips_flow():
 
 
 def test_bad_crop_count():
-    with pytest.raises(ValueError, match="1, 3 or 10"):
+    with pytest.raises(UserError, match="1, 3 or 10"):
         multi_crop(torch.rand(1, 3, 32, 32), "rgb", 32, 32, num_crops=5)

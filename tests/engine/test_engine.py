@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from flow_tools.errors import UserError
+
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams
 from two_stream import cli
@@ -18,7 +20,7 @@ from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
 from two_stream.data.synthetic import SyntheticConfig, generate
 from two_stream.engine.checkpoint import load_checkpoint
-from two_stream.engine.train import fit
+from two_stream.engine.train import drops_last, fit, train_steps
 from two_stream.models.tsn import TSN, ModelConfig
 from two_stream.scores import load_scores
 
@@ -217,7 +219,7 @@ def test_bf16_autocast_and_channels_last_on_cpu(syn, tmp_path):
     import csv
     row = next(csv.DictReader(open(run / "log.csv")))
     assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
-    with pytest.raises(ValueError, match="--amp fp16 needs CUDA"):
+    with pytest.raises(UserError, match="--amp fp16 needs CUDA"):
         fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))
 
 
@@ -232,3 +234,24 @@ def test_folder_dataset_trains_from_video_files(syn, tmp_path):
     lists = tmp_path / "splits"
     assert (lists / "classInd.txt").exists() and (lists / "trainlist01.txt").exists()
     assert load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("n,batch,world", [(10, 4, 1), (8, 4, 1), (3, 4, 1), (11, 2, 2),
+                                           (7, 3, 2), (4, 4, 2), (1, 8, 1), (13, 5, 3)])
+def test_schedule_steps_equal_loader_batches(n, batch, world):
+    """The cosine schedule counts exactly the batches the loader yields (it drops the last
+    partial one), on every rank."""
+    from torch.utils.data import DataLoader, DistributedSampler
+    ds = list(range(n))
+    for rank in range(world):
+        sampler = DistributedSampler(ds, world, rank, shuffle=False) if world > 1 else None
+        loader = DataLoader(ds, batch_size=batch, sampler=sampler,
+                            drop_last=drops_last(n, batch, world))
+        assert train_steps(n, batch, world) == len(loader) == sum(1 for _ in loader)
+
+
+def test_evaluate_val_without_hold_out_is_a_clear_error(syn, trained_flow_run, capsys):
+    rc = cli.main(["evaluate", *_args(syn, trained_flow_run, "--val-ratio", "0"),
+                   "--eval-split", "val"], stream="temporal", modality="flow")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no videos to score" in err and "--val-ratio is 0" in err

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flow_tools.errors import UserError
+
 from flow_tools.extract import ExtractConfig, extract_all, list_videos, main, shard
 from flow_tools.flow import FlowParams
 from two_stream.data.datasets import ClipConfig, VideoDataset
@@ -57,7 +59,7 @@ def test_other_parameters_need_overwrite(videos, tmp_path):
     extract_all(videos / "videos", tmp_path, ExtractConfig(flow=FlowParams("dis")), rels,
                 quiet=True)
     other = ExtractConfig(flow=FlowParams("farneback"))
-    with pytest.raises(ValueError, match=r"already extracted with other parameters \(flow "
+    with pytest.raises(UserError, match=r"already extracted with other parameters \(flow "
                                          r"differ\); use --overwrite"):
         extract_all(videos / "videos", tmp_path, other, rels, quiet=True)
     s = extract_all(videos / "videos", tmp_path, other, rels, overwrite=True, quiet=True)
@@ -94,7 +96,7 @@ def test_shards_partition_the_list():
     parts = [shard(items, f"{i}/4") for i in range(4)]
     assert sorted(sum(parts, [])) == sorted(items)
     assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:])
-    with pytest.raises(ValueError, match="0 <= I < N"):
+    with pytest.raises(UserError, match="0 <= I < N"):
         shard(items, "4/4")
 
 

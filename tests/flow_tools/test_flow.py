@@ -2,6 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
+from flow_tools.errors import UserError
+
 from flow_tools.flow import (ALGORITHMS, FlowParams, compute_flow, endpoint_error, read_flo,
                              write_flo)
 from flow_tools.quantize import dequantize, quantize
@@ -32,9 +34,9 @@ def test_recovers_known_translation(algorithm):
 def test_step_and_too_few_frames():
     frames = np.stack([_texture(seed=i) for i in range(5)])
     assert compute_flow(frames, "dis", step=2).shape == (3, 96, 128, 2)
-    with pytest.raises(ValueError, match="need more than 1 frames"):
+    with pytest.raises(UserError, match="need more than 1 frames"):
         compute_flow(frames[:1], "dis")
-    with pytest.raises(ValueError, match="unknown flow algorithm"):
+    with pytest.raises(UserError, match="unknown flow algorithm"):
         FlowParams("brox")
 
 
@@ -55,7 +57,7 @@ def test_flo_round_trip_and_middlebury_fixture(tmp_path, fixtures):
     write_flo(tmp_path / "a.flo", f)
     assert np.array_equal(read_flo(tmp_path / "a.flo"), f)
     (tmp_path / "bad.flo").write_bytes(b"FLOW" + b"\0" * 8)  # magic is "PIEH"
-    with pytest.raises(ValueError, match="bad.flo: not a Middlebury .flo"):
+    with pytest.raises(UserError, match="bad.flo: not a Middlebury .flo"):
         read_flo(tmp_path / "bad.flo")
     d = fixtures / "flow_gt" / "middlebury_RubberWhale"
     gt = read_flo(d / "flow10.flo")

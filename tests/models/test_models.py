@@ -1,4 +1,6 @@
 import pytest
+
+from flow_tools.errors import UserError
 import torch
 
 from two_stream.models.backbones import (WeightsError, adapt_input_conv, build_backbone,
@@ -94,7 +96,7 @@ def test_weight_errors(tmp_path):
         build_backbone("resnet18", str(tmp_path / "rgb.pt"), 10)
     with pytest.raises(WeightsError, match="weights file not found"):
         build_backbone("resnet18", str(tmp_path / "nope.pt"), 3)
-    with pytest.raises(ValueError, match="unknown arch 'resnet17'"):
+    with pytest.raises(UserError, match="unknown arch 'resnet17'"):
         build_backbone("resnet17")
 
 

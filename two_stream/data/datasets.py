@@ -16,6 +16,7 @@ from .frames import FrameReadError, RawframeSource, VideoFileSource
 from .sampling import test_indices, train_indices
 from .splits import VideoRecord
 from .transforms import TSN_SCALES, TrainTransform, multi_crop, to_snippet_tensor
+from ..errors import UserError
 
 MODALITIES = ("rgb", "flow")
 
@@ -41,9 +42,9 @@ class VideoDataset(Dataset):
     def __init__(self, records: list[VideoRecord], source: RawframeSource | VideoFileSource,
                  clip: ClipConfig, train: bool, seed: int = 0):
         if clip.modality not in MODALITIES:
-            raise ValueError(f"unknown modality {clip.modality!r}; choose from {MODALITIES}")
+            raise UserError(f"unknown modality {clip.modality!r}; choose from {MODALITIES}")
         if clip.modality == "rgb" and clip.new_length != 1:
-            raise ValueError("the RGB stream samples one frame per segment (new_length=1)")
+            raise UserError("the RGB stream samples one frame per segment (new_length=1)")
         self.records = records
         self.source = source
         self.clip = clip

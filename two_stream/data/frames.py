@@ -19,12 +19,13 @@ import numpy as np
 from flow_tools.quantize import DEFAULT_BOUND, dequantize
 
 from .splits import INDEX_FILE, VIDEO_EXTENSIONS, load_index, save_index
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 META_FILE = "meta.json"
 
 
-class FrameReadError(IOError):
+class FrameReadError(UserError):
     """A frame, flow image or video that is missing or cannot be decoded."""
 
 
@@ -82,10 +83,22 @@ def read_meta(frame_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FrameReadError(f"{path}: corrupt meta.json ({e}); delete the folder and "
                              "re-extract") from None
+    if not isinstance(meta, dict):
+        raise FrameReadError(f"{path}: meta.json must hold an object, got "
+                             f"{type(meta).__name__}; delete the folder and re-extract")
+    for key in ("num_frames", "num_flows"):
+        v = meta.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise FrameReadError(f"{path}: meta.json has no valid {key!r} (got {v!r}); delete "
+                                 "the folder and re-extract")
+    bound = meta.get("bound", DEFAULT_BOUND)
+    if not isinstance(bound, (int, float)) or not 0 < bound < float("inf"):
+        raise FrameReadError(f"{path}: meta.json has an invalid flow bound {bound!r}")
+    return meta
 
 
 def cached_counts(index_dir: Path, video_ids: list[str], count) -> dict[str, tuple[int, int]]:
@@ -108,7 +121,7 @@ class RawframeSource:
         self.root = Path(root)
         if isinstance(layout, str):
             if layout not in LAYOUTS:
-                raise ValueError(f"unknown frame layout {layout!r}; choose from {sorted(LAYOUTS)}")
+                raise UserError(f"unknown frame layout {layout!r}; choose from {sorted(LAYOUTS)}")
             layout = LAYOUTS[layout]
         self.layout = layout
         if not self.root.is_dir():

@@ -18,10 +18,10 @@ from flow_tools.extract import VIDEO_EXTENSIONS
 from flow_tools.extract import video_id as video_id_from_path
 
 from ..atomic import atomic_write_text
+from ..errors import UserError
 
 
-
-class SplitError(ValueError):
+class SplitError(UserError):
     """A split or class-index file that cannot be used; the message names the file and line."""
 
 
@@ -54,6 +54,11 @@ def _lines(path: Path) -> list[tuple[int, str]]:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SplitError(f"{path}: split file not found") from None
+    except UnicodeDecodeError:
+        raise SplitError(f"{path}: not a text file (a split list has one video per line)"
+                         ) from None
+    except OSError as e:
+        raise SplitError(f"{path}: cannot read ({e.strerror})") from None
     return [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
 
 
@@ -65,7 +70,11 @@ def read_class_index(path: str | os.PathLike) -> list[str]:
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise SplitError(f"{path}:{n}: expected '<index> <class>', got {line!r}")
+        if int(parts[0]) in entries:
+            raise SplitError(f"{path}:{n}: class index {parts[0]} appears twice")
         entries[int(parts[0])] = parts[1]
+    if not entries:
+        raise SplitError(f"{path}: empty class index")
     if sorted(entries) != list(range(1, len(entries) + 1)):
         raise SplitError(f"{path}: class indices must run 1..{len(entries)} without gaps")
     return [entries[i] for i in range(1, len(entries) + 1)]
@@ -203,7 +212,7 @@ def holdout_split(records: list[VideoRecord], ratio: float, seed: int = 0,
     background or source film with the rest. Deterministic under `seed`.
     """
     if not 0.0 < ratio < 1.0:
-        raise ValueError(f"hold-out ratio must be in (0, 1), got {ratio}")
+        raise UserError(f"hold-out ratio must be in (0, 1), got {ratio}")
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         groups.setdefault(group_of(r.video_id), []).append(i)

@@ -28,6 +28,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..progress import progress
 from .splits import Split, VideoRecord, ucf101_split, write_ucf_lists
+from ..errors import UserError
 
 COLOURS = {  # hue in degrees; all rendered at the same luma
     "Red": 0, "Yellow": 60, "Green": 120, "Cyan": 180, "Blue": 240, "Purple": 300,
@@ -163,10 +164,10 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
         old = json.loads(man_path.read_text())
         if old == manifest:
             return ucf101_split(out / "splits", 1)
-        raise FileExistsError(f"{man_path}: a synthetic set with another config exists; "
+        raise UserError(f"{man_path}: a synthetic set with another config exists; "
                               "choose another folder or delete it")
     if cfg.test_groups >= cfg.num_groups:
-        raise ValueError("test_groups must leave at least one training group")
+        raise UserError("test_groups must leave at least one training group")
     train, test = [], []
     jobs = [(c, g, k) for c in range(len(classes)) for g in range(1, cfg.num_groups + 1)
             for k in range(1, cfg.clips_per_group + 1)]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from ..errors import UserError
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -36,7 +37,7 @@ def to_snippet_tensor(frames: np.ndarray, modality: str, num_segments: int) -> t
         out = t.reshape(num_segments, length, h, w, 2).permute(0, 1, 4, 2, 3)
         out = out.reshape(num_segments, 2 * length, h, w)
     else:
-        raise ValueError(f"unknown modality {modality!r}; use 'rgb' or 'flow'")
+        raise UserError(f"unknown modality {modality!r}; use 'rgb' or 'flow'")
     return out.float().div_(255.0)
 
 
@@ -124,7 +125,7 @@ def multi_crop(x: torch.Tensor, modality: str, input_size: int, scale_size: int,
     h, w = x.shape[-2:]
     s = input_size
     if s > min(h, w):
-        raise ValueError(f"input size {s} is larger than the scaled frame {h}x{w}")
+        raise UserError(f"input size {s} is larger than the scaled frame {h}x{w}")
     centre = ((h - s) // 2, (w - s) // 2)
     if num_crops == 1:
         boxes = [centre]
@@ -136,7 +137,7 @@ def multi_crop(x: torch.Tensor, modality: str, input_size: int, scale_size: int,
     elif num_crops == 10:
         boxes = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), centre]
     else:
-        raise ValueError(f"test crops must be 1, 3 or 10, got {num_crops}")
+        raise UserError(f"test crops must be 1, 3 or 10, got {num_crops}")
     crops = [TF.crop(x, t, l, s, s) for t, l in boxes]
     if num_crops == 10:
         crops += [hflip(c, modality) for c in crops]

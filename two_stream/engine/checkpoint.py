@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+CHECKPOINT_KEYS = frozenset({"model", "config", "classes", "epoch"})
+from ..errors import UserError
+
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
@@ -22,9 +25,20 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint of ours, or a UserError naming the file (missing, truncated, not ours)."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise UserError(f"{path}: cannot load as a checkpoint ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else 'empty'})"
+                        ) from None
+    missing = CHECKPOINT_KEYS - set(ck) if isinstance(ck, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise UserError(f"{path}: not a two_stream checkpoint (missing {sorted(missing)}); "
+                        "for a weights file use --weights")
+    return ck
 
 
 def rng_state() -> dict:

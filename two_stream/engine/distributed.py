@@ -9,6 +9,7 @@ import os
 
 import torch
 import torch.distributed as dist
+from ..errors import UserError
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
@@ -58,7 +59,7 @@ def local_device(requested: str) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda but CUDA is not available")
+        raise UserError("--device cuda but CUDA is not available")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(local)
     return torch.device("cuda", local)

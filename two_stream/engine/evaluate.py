@@ -45,6 +45,8 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
     Returns {"scores": float32 [N, C], "snippet_scores": float16 [N, S, C],
     "labels": int64 [N], "video_ids": list[str]}.
     """
+    if len(dataset) == 0:
+        raise ValueError("evaluate_dataset: the dataset has no videos")
     model.eval()
     rank, world = dist.get_rank(), dist.get_world_size()
     mine = list(range(rank, len(dataset), world))

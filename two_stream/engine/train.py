@@ -33,6 +33,7 @@ from ..models.tsn import TSN, ModelConfig
 from ..progress import progress
 from . import distributed as dist
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint
+from ..errors import UserError
 
 log = logging.getLogger("two_stream.train")
 
@@ -45,7 +46,7 @@ def load_split(d: DataConfig) -> Split:
     if d.dataset == "hmdb51":
         return hmdb51_split(d.split_dir, d.split)
     if not d.videos:
-        raise ValueError("--dataset folder needs --videos (a <Class>/<video> folder)")
+        raise UserError("--dataset folder needs --videos (a <Class>/<video> folder)")
     lists = Path(d.split_dir or Path(d.videos).parent / "splits")
     if (lists / "classInd.txt").exists():
         return ucf101_split(lists, 1)
@@ -56,9 +57,9 @@ def make_source(d: DataConfig, modality: str):
     if d.frames:
         return RawframeSource(d.frames, d.frame_layout)
     if modality == "flow":
-        raise ValueError("the flow stream needs --frames (run python -m flow_tools.extract)")
+        raise UserError("the flow stream needs --frames (run python -m flow_tools.extract)")
     if not d.videos:
-        raise ValueError("give --frames (rawframes) or --videos (RGB from video files)")
+        raise UserError("give --frames (rawframes) or --videos (RGB from video files)")
     return VideoFileSource(d.videos)
 
 
@@ -147,7 +148,7 @@ def amp_settings(run: RunConfig, device: torch.device) -> tuple[torch.dtype | No
     if mode == "off":
         return None, False
     if mode == "fp16" and device.type != "cuda":
-        raise ValueError("--amp fp16 needs CUDA; use bf16 or off on CPU")
+        raise UserError("--amp fp16 needs CUDA; use bf16 or off on CPU")
     return (torch.bfloat16 if mode == "bf16" else torch.float16), mode == "fp16"
 
 
@@ -267,6 +268,21 @@ def plot_curves(run_dir: Path) -> None:
     os.replace(tmp, run_dir / "curves.png")
 
 
+def drops_last(num_videos: int, per_rank_batch: int, world: int) -> bool:
+    """The training loader drops the last partial batch, unless that would leave no batch."""
+    return num_videos > per_rank_batch * world
+
+
+def train_steps(num_videos: int, per_rank_batch: int, world: int) -> int:
+    """Optimizer steps per epoch: exactly `len(loader)` of the training loader (each rank sees
+    ceil(N / world) videos under DistributedSampler), so the schedule ends where training
+    does."""
+    per_rank = math.ceil(num_videos / world)
+    if drops_last(num_videos, per_rank_batch, world):
+        return per_rank // per_rank_batch
+    return math.ceil(per_rank / per_rank_batch)
+
+
 def checkpoint_state(model, opt, scheduler, scaler, epoch: int, step: int, best: float,
                      cfgs: dict, classes: list[str]) -> dict:
     core = model.module if hasattr(model, "module") else model
@@ -301,7 +317,7 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     val_clip = dataclasses.replace(clip, test_segments=clip.num_segments, test_crops=1)
     val_ds = VideoDataset(data.val, data.source, val_clip, train=False, seed=run.seed)
     per_rank_batch = max(d.batch_size // world, 1)
-    steps_per_epoch = math.ceil(len(train_ds) / (per_rank_batch * world))
+    steps_per_epoch = train_steps(len(train_ds), per_rank_batch, world)
     opt = build_optimizer(model, o)
     scheduler = build_scheduler(opt, o, steps_per_epoch)
     start_epoch, step, best = 1, 0, -1.0
@@ -335,8 +351,9 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
         if sampler is not None:
             sampler.set_epoch(epoch)
         loader = DataLoader(train_ds, batch_size=per_rank_batch, shuffle=sampler is None,
-                            sampler=sampler, generator=g, drop_last=len(train_ds) >
-                            per_rank_batch * world, **loader_kw)
+                            sampler=sampler, generator=g,
+                            drop_last=drops_last(len(train_ds), per_rank_batch, world),
+                            **loader_kw)
         lr = opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_mult", 1.0)
         row = {"epoch": epoch, "lr": lr}
         row.update(train_one_epoch(ddp_model, loader, opt, scheduler, scaler, device, o,

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torchvision.models as tvm
 from torch import nn
+from ..errors import UserError
 
 ARCHS = {
     "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
@@ -21,7 +22,7 @@ ARCHS = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError):
     """Weights that cannot be found or do not fit the model."""
 
 
@@ -73,7 +74,7 @@ def build_backbone(arch: str, weights: str = "none", in_chans: int = 3
     `adapt_input_conv`. A PATH state dict must already have in_chans input channels.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose from {sorted(ARCHS)}")
+        raise UserError(f"unknown arch {arch!r}; choose from {sorted(ARCHS)}")
     net = ARCHS[arch][0](weights=None)
     if in_chans != 3:
         old = net.conv1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from ..errors import UserError
 
 CONSENSUS = ("mean", "max", "var")
 
@@ -35,7 +36,7 @@ def segment_consensus(x: torch.Tensor, mode: str) -> torch.Tensor:
         return x.amax(dim=1)
     if mode == "var":
         return variance_weighted(x, dim=1)
-    raise ValueError(f"unknown consensus {mode!r}; choose from {CONSENSUS} (or 'lstm' head)")
+    raise UserError(f"unknown consensus {mode!r}; choose from {CONSENSUS} (or 'lstm' head)")
 
 
 class Consensus(nn.Module):
@@ -44,7 +45,7 @@ class Consensus(nn.Module):
     def __init__(self, mode: str = "mean"):
         super().__init__()
         if mode not in CONSENSUS:
-            raise ValueError(f"unknown consensus {mode!r}; choose from {CONSENSUS}")
+            raise UserError(f"unknown consensus {mode!r}; choose from {CONSENSUS}")
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, K, C] -> [B, C]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ..errors import UserError
 
 
 class LSTMHead(nn.Module):
@@ -57,7 +58,7 @@ def lstm_loss(step_logits: torch.Tensor, labels: torch.Tensor, mode: str = "last
     if mode == "last":
         return F.cross_entropy(last_step(step_logits, lengths), labels)
     if mode != "all":
-        raise ValueError(f"unknown LSTM loss {mode!r}; use 'last' or 'all'")
+        raise UserError(f"unknown LSTM loss {mode!r}; use 'last' or 'all'")
     b, k, c = step_logits.shape
     ce = F.cross_entropy(step_logits.reshape(b * k, c), labels.repeat_interleave(k),
                          reduction="none").view(b, k)

@@ -15,6 +15,7 @@ from torch import nn
 from .backbones import build_backbone
 from .consensus import CONSENSUS, segment_consensus
 from .heads import LSTMHead, last_step, lstm_loss
+from ..errors import UserError
 
 HEADS = CONSENSUS + ("lstm",)
 
@@ -44,9 +45,9 @@ class TSN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.consensus not in HEADS:
-            raise ValueError(f"unknown consensus {cfg.consensus!r}; choose from {HEADS}")
+            raise UserError(f"unknown consensus {cfg.consensus!r}; choose from {HEADS}")
         if cfg.modality not in ("rgb", "flow"):
-            raise ValueError(f"unknown modality {cfg.modality!r}; use 'rgb' or 'flow'")
+            raise UserError(f"unknown modality {cfg.modality!r}; use 'rgb' or 'flow'")
         self.cfg = cfg
         self.channels_last = False  # set by the engine on CUDA
         self.backbone, dim = build_backbone(cfg.arch, cfg.weights, cfg.in_chans)

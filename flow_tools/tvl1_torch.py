@@ -1,0 +1,207 @@
+"""TV-L1 optical flow in PyTorch, batched over frame pairs, on any device.
+
+The algorithm of Zach, Pock and Bischof as described by Sanchez, Meinhardt-Llopis and Facciolo
+("TV-L1 Optical Flow Estimation", IPOL 2013), with the choices of opencv-contrib's
+`DualTVL1OpticalFlow`, so the same `TVL1Params` mean the same thing in both backends:
+
+- pyramid: level s+1 is level s resized by `scale_step` (bilinear, OpenCV's pixel-centre
+  mapping and rounded sizes), stopping before a level narrower than 16 px; the flow starts at
+  zero on the coarsest level and is resized (bilinear) and divided by `scale_step` going up;
+- per level, `warps` times: I1 and its centred gradients are warped by the current flow with
+  bicubic interpolation (positions rounded to 1/32 px and zeros outside, as `cv::remap` does);
+  then up to `outer_iterations` x `inner_iterations` steps of the thresholding step (v), the
+  primal update (u, whose squared change summed over the image is the stopping measure) and the
+  dual projection (p), stopping when that measure falls below `epsilon^2 x area`; a median
+  filter (`median_filtering` px, replicated borders) smooths u at the start of each outer
+  iteration; `gamma` > 0 adds the illumination term u3.
+
+The stopping rule is decided per pair: a pair that has converged keeps its state while the rest
+of the batch iterates, so a batch gives each pair the result it gets alone.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+from .flow import TVL1Params
+
+MIN_LEVEL_SIZE = 16  # OpenCV drops pyramid levels narrower or shorter than this
+REMAP_SUBPIXELS = 32  # cv::remap rounds positions to 1/32 px (INTER_TAB_SIZE)
+CHECK_EVERY = 8  # iterations between host syncs that only decide whether to stop early
+
+
+def _linear_taps(in_size: int, out_size: int, src_per_dst: float, device) -> tuple:
+    """Indices and weights of OpenCV's bilinear resize along one axis (pixel centres map as
+    `src = (dst + 0.5) * src_per_dst - 0.5`; taps clamp at the borders)."""
+    s = (torch.arange(out_size, device=device, dtype=torch.float64) + 0.5) * src_per_dst - 0.5
+    i0 = torch.floor(s)
+    f = s - i0
+    f = torch.where(i0 < 0, torch.zeros_like(f), f)
+    i0 = i0.clamp(min=0)
+    last = i0 >= in_size - 1
+    f = torch.where(last, torch.zeros_like(f), f)
+    i0 = i0.clamp(max=in_size - 1).long()
+    i1 = (i0 + 1).clamp(max=in_size - 1)
+    return i0, i1, f.float()
+
+
+def resize_linear(x: torch.Tensor, size: tuple[int, int], src_per_dst: tuple[float, float]
+                  ) -> torch.Tensor:
+    """[..., H, W] -> [..., h, w] bilinear, as `cv::resize(INTER_LINEAR)` maps float images."""
+    h, w = size
+    y0, y1, fy = _linear_taps(x.shape[-2], h, src_per_dst[0], x.device)
+    x0, x1, fx = _linear_taps(x.shape[-1], w, src_per_dst[1], x.device)
+    rows = x.index_select(-2, y0) * (1 - fy)[:, None] + x.index_select(-2, y1) * fy[:, None]
+    return rows.index_select(-1, x0) * (1 - fx) + rows.index_select(-1, x1) * fx
+
+
+def pyramid_sizes(h: int, w: int, params: TVL1Params) -> list[tuple[int, int]]:
+    """(H, W) of each level, finest first, as OpenCV builds them."""
+    sizes = [(h, w)]
+    for _ in range(1, params.nscales):
+        ph, pw = sizes[-1]
+        nh, nw = round(ph * params.scale_step), round(pw * params.scale_step)
+        if nh < MIN_LEVEL_SIZE or nw < MIN_LEVEL_SIZE:
+            break
+        sizes.append((nh, nw))
+    return sizes
+
+
+def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, H, W] -> (dx, dy): half central differences, half one-sided ones at the borders."""
+    p = F.pad(img[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    return (0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2]),
+            0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]))
+
+
+def forward_gradient(u: torch.Tensor) -> torch.Tensor:
+    """[..., H, W] -> [..., 2, H, W] forward differences (x, y), zero on the last column / row."""
+    dx = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
+    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    return torch.stack([dx, dy], dim=-3)
+
+
+def divergence(p: torch.Tensor) -> torch.Tensor:
+    """[..., 2, H, W] -> [..., H, W]: backward differences, the adjoint of `forward_gradient`
+    in the form OpenCV uses (the first column / row take the value itself)."""
+    px, py = p[..., 0, :, :], p[..., 1, :, :]
+    return (px - F.pad(px[..., :, :-1], (1, 0))) + (py - F.pad(py[..., :-1, :], (0, 0, 1, 0)))
+
+
+def median_filter(u: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, C, H, W] k x k median with replicated borders (`cv::medianBlur` on float images)."""
+    r = k // 2
+    p = F.pad(u, (r, r, r, r), mode="replicate")
+    win = p.unfold(2, k, 1).unfold(3, k, 1)  # [B, C, H, W, k, k]
+    return win.reshape(*u.shape, k * k).median(dim=-1).values
+
+
+def warp_bicubic(imgs: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample [B, N, H, W] images at x + u, y + v (flow [B, 2, H, W]) with bicubic
+    interpolation, positions rounded to 1/32 px and zero outside, like `cv::remap`."""
+    b, _, h, w = imgs.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=imgs.device, dtype=imgs.dtype),
+                            torch.arange(w, device=imgs.device, dtype=imgs.dtype), indexing="ij")
+    mx = torch.round((xs + flow[:, 0]) * REMAP_SUBPIXELS) / REMAP_SUBPIXELS
+    my = torch.round((ys + flow[:, 1]) * REMAP_SUBPIXELS) / REMAP_SUBPIXELS
+    grid = torch.stack([mx * (2.0 / max(w - 1, 1)) - 1, my * (2.0 / max(h - 1, 1)) - 1], dim=-1)
+    return F.grid_sample(imgs, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+
+
+def _where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Params
+               ) -> torch.Tensor:
+    """Refine the flow u [B, C, H, W] (C = 2, or 3 with the illumination term) on one level."""
+    b, c, h, w = u.shape
+    eps = p.epsilon * p.epsilon * h * w
+    l_t, taut, theta = p.lambda_ * p.theta, p.tau / p.theta, p.theta
+    i1x, i1y = centered_gradient(i1)
+    dual = torch.zeros(b, c, 2, h, w, device=u.device, dtype=u.dtype)
+    for _ in range(p.warps):
+        warped = warp_bicubic(torch.stack([i1, i1x, i1y], dim=1), u[:, :2])
+        i1w, i1wx, i1wy = warped.unbind(1)
+        grad = i1wx * i1wx + i1wy * i1wy
+        rho_c = i1w - i1wx * u[:, 0] - i1wy * u[:, 1] - i0
+        # direction of the thresholding step per flow channel: (I1x, I1y[, gamma])
+        g = torch.stack([i1wx, i1wy] + ([torch.full_like(i1wx, p.gamma)] if c == 3 else []),
+                        dim=1)
+        safe_grad = torch.where(grad > torch.finfo(u.dtype).eps, grad, torch.ones_like(grad))
+        error = torch.full((b,), math.inf, device=u.device, dtype=u.dtype)
+        for _ in range(p.outer_iterations):
+            run = error > eps
+            if not bool(run.any()):
+                break
+            if p.median_filtering > 1:
+                u = torch.cat([_where(run, median_filter(u[:, :2], p.median_filtering),
+                                      u[:, :2]), u[:, 2:]], dim=1)
+            for n in range(p.inner_iterations):
+                run = error > eps
+                if n % CHECK_EVERY == 0 and not bool(run.any()):
+                    break  # only saves time: converged pairs are frozen by the mask anyway
+                rho = rho_c + i1wx * u[:, 0] + i1wy * u[:, 1]
+                if c == 3:
+                    rho = rho + p.gamma * u[:, 2]
+                fi = torch.where(rho < -l_t * grad, l_t,
+                                 torch.where(rho > l_t * grad, -l_t,
+                                             torch.where(grad > torch.finfo(u.dtype).eps,
+                                                         -rho / safe_grad, 0.0)))
+                v = u + fi[:, None] * g
+                new_u = v + theta * divergence(dual)
+                new_error = (new_u - u).square().sum(dim=(1, 2, 3))
+                du = forward_gradient(new_u)  # [B, C, 2, H, W]
+                norm = 1.0 + taut * torch.sqrt(du[:, :, 0] ** 2 + du[:, :, 1] ** 2)
+                new_dual = (dual + taut * du) / norm[:, :, None]
+                u = _where(run, new_u, u)
+                dual = _where(run, new_dual, dual)
+                error = torch.where(run, new_error, error)
+    return u
+
+
+def _as_grey_float(x: torch.Tensor | "np.ndarray", device) -> torch.Tensor:
+    t = torch.as_tensor(x).to(device)
+    if t.dim() == 2:
+        t = t[None]
+    if t.dim() != 3:
+        raise UserError(f"tvl1 expects grey frames [B, H, W], got shape {tuple(t.shape)}")
+    # OpenCV works on 0..255 floats: uint8 as is, float images in [0, 1] scaled up
+    return t.float() if t.dtype == torch.uint8 else t.float() * 255.0
+
+
+def tvl1(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params = TVL1Params(),
+         device: str | torch.device | None = None) -> torch.Tensor:
+    """TV-L1 flow from grey frames `prev` to `next` [B, H, W] (uint8, or float in [0, 1]):
+    float32 [B, H, W, 2] (x, y displacement in px), computed on `device` (default: the
+    inputs'), every pair with its own stopping rule."""
+    device = torch.device(device) if device is not None else torch.as_tensor(prev).device
+    i0, i1 = _as_grey_float(prev, device), _as_grey_float(next, device)
+    if i0.shape != i1.shape:
+        raise UserError(f"tvl1: frame shapes differ: {tuple(i0.shape)} vs {tuple(i1.shape)}")
+    b, h, w = i0.shape
+    if h < 3 or w < 3:
+        raise UserError(f"tvl1: frames of {w}x{h} px are too small (need at least 3x3)")
+    if params.median_filtering not in (0, 1, 3, 5):
+        raise UserError(f"tvl1: median_filtering must be 0, 1, 3 or 5 (OpenCV's float median "
+                        f"sizes), got {params.median_filtering}")
+    sizes = pyramid_sizes(h, w, params)
+    levels0, levels1 = [i0], [i1]
+    for s in range(1, len(sizes)):
+        step = 1.0 / params.scale_step
+        levels0.append(resize_linear(levels0[-1], sizes[s], (step, step)))
+        levels1.append(resize_linear(levels1[-1], sizes[s], (step, step)))
+    c = 3 if params.gamma != 0 else 2
+    u = torch.zeros(b, c, *sizes[-1], device=device)
+    with torch.no_grad():
+        for s in range(len(sizes) - 1, -1, -1):
+            u = _one_scale(levels0[s], levels1[s], u, params)
+            if s == 0:
+                break
+            (ch, cw), (fh, fw) = sizes[s], sizes[s - 1]
+            u = resize_linear(u, (fh, fw), (ch / fh, cw / fw))
+            u = torch.cat([u[:, :2] / params.scale_step, u[:, 2:]], dim=1)  # u3 is not scaled
+    return u[:, :2].permute(0, 2, 3, 1).contiguous()
