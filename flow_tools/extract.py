@@ -1,6 +1,7 @@
 """Extract RGB frames and quantised optical flow from videos into the rawframe layout.
 
     python -m flow_tools.extract VIDEOS OUT [--list split.txt] [--algorithm tvl1|dis|farneback]
+        [--backend opencv|torch --device cpu|cuda[:N] --batch-pairs N]
         [--bound 20] [--new-short 256 | --new-size 340 256] [--step 1] [--workers N]
         [--shard I/N] [--rgb-only | --flow-only] [--jpeg-quality 95] [--overwrite]
 
@@ -9,7 +10,11 @@ Output per video (`video_id` = path under VIDEOS without extension, class folder
 layout and encoding) and `meta.json`, written last. A video is built in a temporary folder and
 renamed into place, so a kill leaves either nothing or a complete video; a rerun skips complete
 videos whose parameters match and finishes the rest. Videos that cannot be read go to
-`OUT/failures.csv` and the run goes on; the exit code is 1 when any failed.
+`OUT/failures.csv` (`OUT/failures.shard-I-of-N.csv` with --shard) and the run goes on; the exit
+code is 1 when any failed. Shards of one list may run at the same time into one folder: a run
+only removes temporary folders whose owner process is gone, and each shard keeps its own
+failures file. `--backend torch` computes TV-L1 in batches of frame pairs from several videos
+on `--device` (flow_tools.batched).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import sys
 import time
 from collections import deque
@@ -30,7 +36,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .flow import ALGORITHMS, DIS_PRESETS, FlowParams, TVL1Params, make_flow_fn
+from .flow import (ALGORITHMS, BACKENDS, DIS_PRESETS, FlowParams, TVL1Params, make_flow_fn,
+                   resolve_device)
 from .quantize import DEFAULT_BOUND, quantize
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
 
@@ -106,22 +113,17 @@ def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
         raise VideoError(f"{path}: cannot write JPEG")
 
 
-def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float]:
-    """Decode `src`, write frames and flow into `dst` (a fresh folder).
-
-    Returns (meta, seconds spent in the flow computation). Meta holds nothing that varies
-    between runs, so a re-extraction is byte-identical.
-    """
+def iter_frames(src: Path, cfg: ExtractConfig, info: dict):
+    """Decode `src` and yield its BGR frames resized to the output size; `info` receives
+    `declared_frames`, `fps`, `width`, `height`, `source_width`, `source_height`. A frame size
+    that changes mid-stream is a VideoError."""
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
         raise VideoError("cannot open (unreadable or unsupported file)")
-    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    flow_fn = make_flow_fn(cfg.flow) if cfg.flow_images else None
-    history: deque[np.ndarray] = deque(maxlen=cfg.step)
+    info["declared_frames"] = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    info["fps"] = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     first_shape = size = None
-    n_frames = n_flows = 0
-    flow_seconds = 0.0
+    n = 0
     try:
         while True:
             ok, frame = cap.read()
@@ -130,36 +132,61 @@ def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float
             if first_shape is None:
                 first_shape = frame.shape
                 size = target_size(frame.shape[1], frame.shape[0], cfg)
+                info.update(width=size[0], height=size[1], source_width=first_shape[1],
+                            source_height=first_shape[0])
             elif frame.shape != first_shape:
                 raise VideoError(f"frame size changed from {first_shape[1]}x{first_shape[0]} "
-                                 f"to {frame.shape[1]}x{frame.shape[0]} at frame {n_frames}")
+                                 f"to {frame.shape[1]}x{frame.shape[0]} at frame {n}")
             if (frame.shape[1], frame.shape[0]) != size:
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            n_frames += 1
-            if cfg.rgb:
-                _write_jpeg(dst / f"img_{n_frames:05d}.jpg", frame, cfg.jpeg_quality)
-            if flow_fn is not None:
-                grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                if len(history) == cfg.step:
-                    t = time.perf_counter()
-                    flow = flow_fn(history[0], grey)
-                    flow_seconds += time.perf_counter() - t
-                    n_flows += 1
-                    q = quantize(flow, cfg.bound)
-                    _write_jpeg(dst / f"flow_x_{n_flows:05d}.jpg", q[..., 0], cfg.jpeg_quality)
-                    _write_jpeg(dst / f"flow_y_{n_flows:05d}.jpg", q[..., 1], cfg.jpeg_quality)
-                history.append(grey)
+            n += 1
+            yield frame
     finally:
         cap.release()
+
+
+def check_frame_count(n_frames: int, declared: int) -> None:
+    """Too few frames, or a decoder that stopped well before the declared count."""
     if n_frames < 2:
         raise VideoError(f"{n_frames} decodable frames (need at least 2)")
     if declared > 0 and n_frames < 0.9 * declared:
         raise VideoError(f"decoder stopped after {n_frames} of {declared} declared frames "
                          "(damaged or truncated file)")
-    return {"num_frames": n_frames, "num_flows": n_flows, "declared_frames": declared,
-            "width": size[0], "height": size[1], "source_width": first_shape[1],
-            "source_height": first_shape[0], "fps": fps, "bound": cfg.bound,
-            "params": cfg.record()}, flow_seconds
+
+
+def video_meta(info: dict, n_frames: int, n_flows: int, cfg: ExtractConfig) -> dict:
+    return {"num_frames": n_frames, "num_flows": n_flows, **info, "bound": cfg.bound,
+            "params": cfg.record()}
+
+
+def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float]:
+    """Decode `src`, write frames and flow into `dst` (a fresh folder).
+
+    Returns (meta, seconds spent in the flow computation). Meta holds nothing that varies
+    between runs, so a re-extraction is byte-identical.
+    """
+    flow_fn = make_flow_fn(cfg.flow) if cfg.flow_images else None
+    history: deque[np.ndarray] = deque(maxlen=cfg.step)
+    info: dict = {}
+    n_frames = n_flows = 0
+    flow_seconds = 0.0
+    for frame in iter_frames(src, cfg, info):
+        n_frames += 1
+        if cfg.rgb:
+            _write_jpeg(dst / f"img_{n_frames:05d}.jpg", frame, cfg.jpeg_quality)
+        if flow_fn is not None:
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if len(history) == cfg.step:
+                t = time.perf_counter()
+                flow = flow_fn(history[0], grey)
+                flow_seconds += time.perf_counter() - t
+                n_flows += 1
+                q = quantize(flow, cfg.bound)
+                _write_jpeg(dst / f"flow_x_{n_flows:05d}.jpg", q[..., 0], cfg.jpeg_quality)
+                _write_jpeg(dst / f"flow_y_{n_flows:05d}.jpg", q[..., 1], cfg.jpeg_quality)
+            history.append(grey)
+    check_frame_count(n_frames, info.get("declared_frames", 0))
+    return video_meta(info, n_frames, n_flows, cfg), flow_seconds
 
 
 @dataclass(frozen=True)
@@ -177,29 +204,48 @@ def video_id(rel: str) -> str:
     return stem if ext.lower() in VIDEO_EXTENSIONS else rel
 
 
-def run_job(job: Job) -> tuple[str, str, dict | None, str | None, float]:
-    """(rel, status, meta, error, flow seconds): status 'done' or 'failed'. Runs in a worker
-    process."""
-    vid = video_id(job.rel)
-    final = Path(job.out_root) / vid
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+TMP_MARK = ".tmp-"
+
+
+def tmp_dir_for(final: Path) -> Path:
+    """The folder a video is built in: its owner (host and pid) is in the name, so a
+    concurrent shard can tell a folder being written from one left by a killed run."""
+    return final.parent / f".{final.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}"
+
+
+def new_tmp_dir(final: Path) -> Path:
+    tmp = tmp_dir_for(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish_video(tmp: Path, final: Path, meta: dict, rel: str) -> dict:
+    """meta.json written last into the temporary folder, then the folder renamed into
+    place: a complete video appears at once or not at all."""
+    meta["source"] = rel
+    meta["video_id"] = video_id(rel)
+    meta_tmp = tmp / ".meta.json.tmp"
+    meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    os.replace(meta_tmp, tmp / "meta.json")  # its presence = complete
+    if final.exists():  # an incomplete folder (no meta.json) or --overwrite
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return meta
+
+
+def run_job(job: Job) -> tuple[str, str, dict | None, str | None, float]:
+    """(rel, status, meta, error, flow seconds): status 'done' or 'failed'. Runs in a worker
+    process."""
+    final = Path(job.out_root) / video_id(job.rel)
+    tmp = new_tmp_dir(final)
     try:
         src = Path(job.video_root) / job.rel
         if not src.is_file():
             raise VideoError("file not found")
         meta, flow_seconds = extract_video(src, tmp, job.cfg)
-        meta["source"] = job.rel
-        meta["video_id"] = vid
-        meta_tmp = tmp / ".meta.json.tmp"
-        meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        os.replace(meta_tmp, tmp / "meta.json")  # written last: its presence = complete
-        if final.exists():  # an incomplete folder (no meta.json) or --overwrite
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        return job.rel, "done", meta, None, flow_seconds
+        return job.rel, "done", finish_video(tmp, final, meta, job.rel), None, flow_seconds
     except (VideoError, cv2.error, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         return job.rel, "failed", None, str(e), 0.0
@@ -219,12 +265,35 @@ def read_done(out_root: Path, rel: str) -> dict | None:
         return None  # treated as incomplete and redone
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def tmp_owner_gone(path: Path, host: str | None = None) -> bool:
+    """True only when the process that named this temporary folder provably no longer runs:
+    same host and a pid that is not alive. Folders of other hosts (a cluster job array on a
+    shared file system) or of unknown naming are left alone."""
+    host = host or socket.gethostname()
+    owner = path.name.rsplit(TMP_MARK, 1)[-1]
+    owner_host, _, pid = owner.rpartition("-")
+    if owner_host != host or not pid.isdigit():
+        return False
+    return not _pid_alive(int(pid))
+
+
 def clean_stale_tmp(out_root: Path) -> int:
-    """Remove temporary folders left by a killed run."""
+    """Remove temporary folders left by killed runs on this host; never those of a live
+    process (another shard writing into the same folder)."""
     n = 0
     if out_root.exists():
-        for p in out_root.rglob(".*.tmp-*"):
-            if p.is_dir():
+        for p in out_root.rglob(f".*{TMP_MARK}*"):
+            if p.is_dir() and tmp_owner_gone(p):
                 shutil.rmtree(p, ignore_errors=True)
                 n += 1
     return n
@@ -249,8 +318,11 @@ class Summary:
 
 def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
                 cfg: ExtractConfig, rels: list[str] | None = None, workers: int = 1,
-                overwrite: bool = False, quiet: bool = False) -> Summary:
-    """Extract every video in `rels` (default: all under the root); see the module doc."""
+                overwrite: bool = False, quiet: bool = False, shard_spec: str | None = None,
+                device: str = "cpu", batch_pairs: int = 16) -> Summary:
+    """Extract every video in `rels` (default: all under the root); see the module doc.
+    `shard_spec` (I/N) only names this run's failures file; `device` and `batch_pairs` are
+    for the torch backend."""
     video_root, out_root = Path(video_root), Path(out_root)
     if not video_root.is_dir():
         raise UserError(f"{video_root}: video folder not found")
@@ -267,8 +339,8 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
             diff = sorted(k for k in set(want) | set(meta.get("params", {}))
                           if want.get(k) != meta.get("params", {}).get(k))
             raise UserError(f"{out_root / video_id(rel)}: already extracted with other "
-                             f"parameters ({', '.join(diff)} differ); use --overwrite or "
-                             "another output folder")
+                            f"parameters ({', '.join(diff)} differ); use --overwrite or "
+                            "another output folder")
         else:
             todo.append(rel)
     jobs = [Job(rel, str(video_root), str(out_root), cfg) for rel in todo]
@@ -276,7 +348,11 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=True if quiet else None,
                dynamic_ncols=True)
-    if workers <= 1:
+    if cfg.flow_images and cfg.flow.backend == "torch":
+        from .batched import extract_batched
+        results = extract_batched(jobs, device, batch_pairs, max(workers, 1))
+        pool = None
+    elif workers <= 1:
         _init_worker()
         results = map(run_job, jobs)
         pool = None
@@ -304,17 +380,27 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
             pool.close()
             pool.join()
     summary.seconds = time.perf_counter() - start
-    write_failures(out_root, failures)
+    write_failures(out_root, failures, shard_spec)
     return summary
 
 
-def write_failures(out_root: Path, failures: list[tuple[str, str]]) -> None:
-    """`failures.csv` (path, reason) of this run; removed when nothing failed."""
-    path = out_root / "failures.csv"
+def failures_path(out_root: Path, shard_spec: str | None = None) -> Path:
+    """`failures.csv`, or `failures.shard-I-of-N.csv` for one shard, so shards running at
+    the same time never overwrite each other's list."""
+    if not shard_spec:
+        return out_root / "failures.csv"
+    i, n = shard_spec.split("/")
+    return out_root / f"failures.shard-{int(i)}-of-{int(n)}.csv"
+
+
+def write_failures(out_root: Path, failures: list[tuple[str, str]],
+                   shard_spec: str | None = None) -> None:
+    """This run's failures file (path, reason); removed when nothing failed."""
+    path = failures_path(out_root, shard_spec)
     if not failures:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(".failures.csv.tmp")
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "reason"])
@@ -333,6 +419,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", help="only the videos in this list file (paths relative to "
                                   "VIDEOS, first column), e.g. a split list")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="tvl1")
+    p.add_argument("--backend", choices=BACKENDS, default="opencv",
+                   help="opencv: one pair at a time per worker process; torch: TV-L1 in "
+                        "PyTorch, pairs of several videos batched on --device")
+    p.add_argument("--device", default="cpu", help="torch backend: cpu, cuda or cuda:N")
+    p.add_argument("--batch-pairs", type=int, default=16,
+                   help="torch backend: frame pairs per batch on the device")
     p.add_argument("--dis-preset", choices=sorted(DIS_PRESETS), default="medium")
     p.add_argument("--tvl1-nscales", type=int, default=t.nscales)
     p.add_argument("--tvl1-warps", type=int, default=t.warps)
@@ -349,7 +441,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     m.add_argument("--rgb-only", action="store_true")
     m.add_argument("--flow-only", action="store_true")
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
-    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel processes (torch backend: decoding threads)")
     p.add_argument("--shard", help="I/N: process only shard I (0-based) of N")
     p.add_argument("--overwrite", action="store_true",
                    help="re-extract videos done with other parameters")
@@ -361,7 +454,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     tvl1 = replace(TVL1Params(), nscales=args.tvl1_nscales, warps=args.tvl1_warps,
                    inner_iterations=args.tvl1_inner_iterations,
                    outer_iterations=args.tvl1_outer_iterations, epsilon=args.tvl1_epsilon)
-    return ExtractConfig(flow=FlowParams(args.algorithm, tvl1, args.dis_preset),
+    return ExtractConfig(flow=FlowParams(args.algorithm, tvl1, args.dis_preset,
+                                         backend=args.backend),
                          bound=args.bound, new_short=args.new_short,
                          new_size=tuple(args.new_size) if args.new_size else None,
                          step=args.step, rgb=not args.flow_only,
@@ -376,11 +470,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         rels = shard(list_videos(Path(args.videos), Path(args.list) if args.list else None),
                      args.shard)
+        if args.backend == "torch":
+            resolve_device(args.device)  # a clear error before any work
+            if args.batch_pairs < 1:
+                raise UserError(f"--batch-pairs must be >= 1, got {args.batch_pairs}")
         summary = extract_all(args.videos, args.out, cfg, rels, args.workers, args.overwrite,
-                              args.quiet)
+                              args.quiet, args.shard, args.device, args.batch_pairs)
         print(summary.line())
         if summary.failed:
-            print(f"failures listed in {Path(args.out) / 'failures.csv'}", file=sys.stderr)
+            print(f"failures listed in {failures_path(Path(args.out), args.shard)}",
+                  file=sys.stderr)
         return EXIT_SOME_FAILED if summary.failed else EXIT_OK
     return run_cli(body)
 

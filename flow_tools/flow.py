@@ -15,6 +15,7 @@ import numpy as np
 from .errors import UserError
 
 ALGORITHMS = ("tvl1", "dis", "farneback")
+BACKENDS = ("opencv", "torch")  # torch: TV-L1 only (flow_tools.tvl1_torch), batched, any device
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -55,19 +56,28 @@ class FlowParams:
     tvl1: TVL1Params = field(default_factory=TVL1Params)
     dis_preset: str = "medium"
     farneback: FarnebackParams = field(default_factory=FarnebackParams)
+    backend: str = "opencv"
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown flow algorithm {self.algorithm!r}; choose from "
-                             f"{ALGORITHMS}")
+                            f"{ALGORITHMS}")
         if self.dis_preset not in DIS_PRESETS:
             raise UserError(f"unknown DIS preset {self.dis_preset!r}; choose from "
-                             f"{sorted(DIS_PRESETS)}")
+                            f"{sorted(DIS_PRESETS)}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown flow backend {self.backend!r}; choose from {BACKENDS}")
+        if self.backend == "torch" and self.algorithm != "tvl1":
+            raise UserError(f"the torch backend computes TV-L1 only, not {self.algorithm!r}; "
+                            "use --backend opencv")
 
     def record(self) -> dict:
         """Only the parameters of the chosen algorithm."""
         if self.algorithm == "tvl1":
-            return {"algorithm": "tvl1", **asdict(self.tvl1)}
+            # the default backend is left out so rawframes extracted before backends existed
+            # still match their parameters
+            extra = {} if self.backend == "opencv" else {"backend": self.backend}
+            return {"algorithm": "tvl1", **asdict(self.tvl1), **extra}
         if self.algorithm == "dis":
             return {"algorithm": "dis", "preset": self.dis_preset}
         return {"algorithm": "farneback", **asdict(self.farneback)}
@@ -98,17 +108,47 @@ def to_grey(frames: np.ndarray) -> np.ndarray:
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
 
-def compute_flow(frames: np.ndarray, algorithm: str | FlowParams = "tvl1", step: int = 1
-                 ) -> np.ndarray:
-    """Flow between frames i and i+step: float32 [T - step, H, W, 2] (x, y in px)."""
+def compute_flow(frames: np.ndarray, algorithm: str | FlowParams = "tvl1", step: int = 1,
+                 device: str = "cpu", batch_pairs: int = 16) -> np.ndarray:
+    """Flow between frames i and i+step: float32 [T - step, H, W, 2] (x, y in px).
+
+    With `FlowParams(backend="torch")` the pairs run `batch_pairs` at a time on `device`.
+    """
     params = algorithm if isinstance(algorithm, FlowParams) else FlowParams(algorithm)
     grey = to_grey(np.asarray(frames))
     if len(grey) <= step:
         raise UserError(f"need more than {step} frames for flow with step {step}, "
-                         f"got {len(grey)}")
+                        f"got {len(grey)}")
+    if params.backend == "torch":
+        import torch
+
+        from .tvl1_torch import tvl1
+        dev = resolve_device(device)
+        g = torch.from_numpy(np.ascontiguousarray(grey))
+        n = len(grey) - step
+        out = [tvl1(g[i:min(i + batch_pairs, n)], g[i + step:min(i + batch_pairs, n) + step],
+                    params.tvl1, dev).cpu() for i in range(0, n, batch_pairs)]
+        return torch.cat(out).numpy().astype(np.float32)
     fn = make_flow_fn(params)
     return np.stack([fn(grey[i], grey[i + step]) for i in range(len(grey) - step)]
                     ).astype(np.float32)
+
+
+def resolve_device(device: str):
+    """`cpu`, `cuda` or `cuda:N` as a torch.device; CUDA without a GPU is a user error."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine "
+                        "(use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 # --- Middlebury .flo -----------------------------------------------------------------------

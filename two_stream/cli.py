@@ -96,7 +96,7 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
     data = build_data(d, clip, run.seed)
     if list(ck["classes"]) != data.split.classes:
         raise UserError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
-                         f"the split's {len(data.split.classes)}")
+                        f"the split's {len(data.split.classes)}")
     records = data.test if args.eval_split == "test" else data.val
     if not records:
         raise UserError(f"--eval-split {args.eval_split}: no videos to score"

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from flow_tools.errors import UserError
 
-from flow_tools.extract import ExtractConfig, extract_all, list_videos, main, shard
+from flow_tools.extract import ExtractConfig, extract_all, list_videos, main, shard, video_id
 from flow_tools.flow import FlowParams
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import RawframeSource
@@ -180,3 +181,44 @@ def test_frame_size_change_is_a_failure(tmp_path, monkeypatch):
     reason = (tmp_path / "out" / "failures.csv").read_text()
     assert "frame size changed from 64x48 to 128x96 at frame 2" in reason
     assert not (tmp_path / "out" / "v").exists()
+
+
+def test_stale_tmp_removed_only_when_its_owner_is_gone(tmp_path):
+    import socket
+
+    from flow_tools.extract import clean_stale_tmp
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    host = socket.gethostname()
+    live = tmp_path / "C" / f".v1.tmp-{host}-{os.getpid()}"
+    gone = tmp_path / "C" / f".v2.tmp-{host}-{dead.pid}"
+    remote = tmp_path / "C" / f".v3.tmp-other-host-{dead.pid}"
+    for p in (live, gone, remote):
+        p.mkdir(parents=True)
+    assert clean_stale_tmp(tmp_path) == 1
+    assert live.exists() and remote.exists() and not gone.exists()
+
+
+def test_concurrent_shards_into_one_folder(videos, tmp_path):
+    """Two shards run at the same time into one folder: every video completes, and the
+    failure of a broken video in shard 1 survives shard 0 finishing."""
+    root = tmp_path / "in"
+    shutil.copytree(videos / "videos", root)
+    rels = list_videos(root)
+    broken = shard(rels, "1/2")[0]
+    (root / broken).write_bytes(os.urandom(3000))
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "flow_tools.extract", str(root), str(out),
+                               "--algorithm", "dis", "--shard", f"{i}/2", "--quiet"],
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    codes = [p.wait(timeout=300) for p in procs]
+    errs = [p.stderr.read() for p in procs]
+    assert codes == [0, 1], errs
+    assert "Traceback" not in "".join(errs)
+    done = {p.parent.relative_to(out).as_posix() for p in out.rglob("meta.json")}
+    assert done == {video_id(r) for r in rels if r != broken}
+    assert not (out / "failures.csv").exists()
+    assert not (out / "failures.shard-0-of-2.csv").exists()
+    with open(out / "failures.shard-1-of-2.csv") as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [broken]
+    assert not list(out.rglob(".*tmp*"))

@@ -165,7 +165,7 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
         if old == manifest:
             return ucf101_split(out / "splits", 1)
         raise UserError(f"{man_path}: a synthetic set with another config exists; "
-                              "choose another folder or delete it")
+                        "choose another folder or delete it")
     if cfg.test_groups >= cfg.num_groups:
         raise UserError("test_groups must leave at least one training group")
     train, test = [], []

@@ -1,0 +1,153 @@
+"""Extraction with a batched device backend (`--backend torch`): the GPU never waits on video
+decoding or on disk.
+
+Decoding threads read and resize whole videos (OpenCV releases the GIL while decoding); the
+main thread gathers frame pairs from several videos into batches of `batch_pairs`, runs TV-L1
+on the device and quantises there, so only uint8 flow crosses back to the host; a pool of
+writer threads encodes the JPEGs and writes them. A video is finished (meta.json, then the
+rename into place) once its last flow image is on disk, exactly as the per-video extractor
+does, so resume, the layout and failures.csv are the same for both backends.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from .extract import (Job, VideoError, _write_jpeg, check_frame_count, finish_video,
+                      iter_frames, new_tmp_dir, video_id, video_meta)
+from .flow import resolve_device
+from .tvl1_torch import tvl1
+
+
+def quantize_torch(flow: torch.Tensor, bound: float) -> torch.Tensor:
+    """The denseflow encoding on the device (same float32 arithmetic and half-to-even
+    rounding as `flow_tools.quantize.quantize`): float [..] px -> uint8."""
+    f = flow.float().clamp(-bound, bound)
+    return torch.round(255.0 * (f + bound) / (2.0 * bound)).to(torch.uint8)
+
+
+@dataclass
+class _Video:
+    job: Job
+    tmp: Path
+    info: dict
+    grey: np.ndarray  # uint8 [T, H, W]
+    num_frames: int
+    pairs_left: int
+    writes: list[Future] = field(default_factory=list)
+    flow_seconds: float = 0.0
+
+
+def _decode(job: Job) -> tuple[Job, list[np.ndarray] | None, dict, str | None]:
+    info: dict = {}
+    try:
+        src = Path(job.video_root) / job.rel
+        if not src.is_file():
+            raise VideoError("file not found")
+        frames = list(iter_frames(src, job.cfg, info))
+        check_frame_count(len(frames), info.get("declared_frames", 0))
+        return job, frames, info, None
+    except (VideoError, cv2.error, OSError) as e:
+        return job, None, info, str(e)
+
+
+def extract_batched(jobs: list[Job], device: str, batch_pairs: int, workers: int
+                    ) -> Iterator[tuple[str, str, dict | None, str | None, float]]:
+    """Yield `(rel, 'done'|'failed', meta, error, flow seconds)` per video, like `run_job`."""
+    dev = resolve_device(device)
+    if batch_pairs < 1:
+        raise ValueError(f"batch_pairs must be >= 1, got {batch_pairs}")
+    decoders = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="decode")
+    writers = ThreadPoolExecutor(max(2 * workers, 2), thread_name_prefix="jpeg")
+    pending_decodes: deque[Future] = deque()
+    queue: deque[tuple[_Video, int]] = deque()  # (video, 0-based pair index) awaiting flow
+    open_videos: list[_Video] = []
+    todo = deque(jobs)
+    lookahead = max(2 * workers, 2)  # videos decoded ahead: bounds memory
+
+    def refill() -> None:
+        while todo and len(pending_decodes) < lookahead:
+            pending_decodes.append(decoders.submit(_decode, todo.popleft()))
+
+    def start(job: Job, frames: list[np.ndarray], info: dict) -> _Video:
+        cfg = job.cfg
+        tmp = new_tmp_dir(Path(job.out_root) / video_id(job.rel))
+        grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
+        v = _Video(job, tmp, info, grey, len(frames), max(len(frames) - cfg.step, 0))
+        if cfg.rgb:
+            for i, f in enumerate(frames, 1):
+                v.writes.append(writers.submit(_write_jpeg, tmp / f"img_{i:05d}.jpg", f,
+                                               cfg.jpeg_quality))
+        queue.extend((v, i) for i in range(v.pairs_left))
+        return v
+
+    def run_batch(batch: list[tuple[_Video, int]]) -> None:
+        step = batch[0][0].job.cfg.step
+        prev = torch.from_numpy(np.stack([v.grey[i] for v, i in batch]))
+        nxt = torch.from_numpy(np.stack([v.grey[i + step] for v, i in batch]))
+        t = time.perf_counter()
+        flow = tvl1(prev, nxt, batch[0][0].job.cfg.flow.tvl1, dev)
+        q = quantize_torch(flow, batch[0][0].job.cfg.bound).cpu().numpy()  # [B, H, W, 2]
+        seconds = (time.perf_counter() - t) / len(batch)
+        for (v, i), qi in zip(batch, q):
+            quality = v.job.cfg.jpeg_quality
+            v.writes.append(writers.submit(_write_jpeg, v.tmp / f"flow_x_{i + 1:05d}.jpg",
+                                           np.ascontiguousarray(qi[..., 0]), quality))
+            v.writes.append(writers.submit(_write_jpeg, v.tmp / f"flow_y_{i + 1:05d}.jpg",
+                                           np.ascontiguousarray(qi[..., 1]), quality))
+            v.pairs_left -= 1
+            v.flow_seconds += seconds
+
+    def finished(block: bool) -> Iterator[tuple]:
+        for v in list(open_videos):
+            if v.pairs_left or not (block or all(f.done() for f in v.writes)):
+                continue
+            open_videos.remove(v)
+            try:
+                for f in v.writes:
+                    f.result()
+                meta = video_meta(v.info, v.num_frames, v.num_frames - v.job.cfg.step
+                                  if v.job.cfg.flow_images else 0, v.job.cfg)
+                meta["flow_backend"] = {"backend": "torch", "device_type": dev.type,
+                                        "torch": torch.__version__.split("+")[0]}
+                meta = finish_video(v.tmp, Path(v.job.out_root) / video_id(v.job.rel), meta,
+                                    v.job.rel)
+                yield v.job.rel, "done", meta, None, v.flow_seconds
+            except (VideoError, OSError) as e:
+                shutil.rmtree(v.tmp, ignore_errors=True)
+                yield v.job.rel, "failed", None, str(e), 0.0
+
+    try:
+        refill()
+        while pending_decodes or queue or open_videos:
+            # take decoded videos until a batch is full (or nothing more will come)
+            while pending_decodes and (len(queue) < batch_pairs or pending_decodes[0].done()):
+                job, frames, info, err = pending_decodes.popleft().result()
+                refill()
+                if err is not None:
+                    yield job.rel, "failed", None, err, 0.0
+                    continue
+                open_videos.append(start(job, frames, info))
+            if queue:
+                n = min(batch_pairs, len(queue))
+                # pairs of one batch share the frame size: cut the batch where it changes
+                shape = queue[0][0].grey.shape[1:]
+                batch = []
+                while queue and len(batch) < n and queue[0][0].grey.shape[1:] == shape:
+                    batch.append(queue.popleft())
+                run_batch(batch)
+            yield from finished(block=not queue and not pending_decodes)
+    finally:
+        decoders.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True)
+        for v in open_videos:  # interrupted: leave no half-written folder of ours behind
+            shutil.rmtree(v.tmp, ignore_errors=True)
