@@ -78,10 +78,11 @@ def environment() -> dict:
     }
 
 
-def write_run_json(out_dir: str | os.PathLike, **extra) -> dict:
-    """`<out>/run.json`: the command, git commit, versions, machine and date, plus `extra`."""
+def write_run_json(out_dir: str | os.PathLike, filename: str = "run.json", **extra) -> dict:
+    """`<out>/run.json` (or `filename`, for a benchmark whose tables are made by separate
+    runs): the command, git commit, versions, machine and date, plus `extra`."""
     info = {"command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
             "cwd": os.getcwd(), "git_commit": git_commit(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **extra}
-    atomic_write_text(Path(out_dir) / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write_text(Path(out_dir) / filename, json.dumps(info, indent=2, default=str) + "\n")
     return info
