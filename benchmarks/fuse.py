@@ -110,6 +110,7 @@ def markdown_frame(df: pd.DataFrame) -> pd.DataFrame:
         "top-5 %": df["top5"].map("{:.2f}".format),
         "mean class acc %": df["mean_class_acc"].map("{:.2f}".format),
         "p vs best single": ["" if v is None or v != v else f"{v:.3g}" for v in p],
+        "tied": df["tied_videos"],
         "labels used": df["labels_used"], "detail": df["detail"]})
 
 
@@ -195,7 +196,11 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             "videos. `labels used` says whether and how a row used labels; "
             + ("learned rows fit on the validation score files. " if val else
                "learned rows cross-validate over whole groups (gNN / source film). ")
-            + "`product` ranks like "
+            + "tied: videos whose top score is shared by several classes; they count as the "
+            "expected accuracy of a uniform random tie-break (top-1, top-5, mean class acc, CI) "
+            "and as wrong in McNemar's test. `average`/`weighted`/`max` [softmax] compare "
+            "log-probabilities, so saturated softmax (logits in the hundreds) creates no ties "
+            "the log values can separate. `product` ranks like "
             "`average [none]` by construction (log-softmax shifts each video by a constant).")
     md = write_table(df, out, "table", args.title, note, display=markdown_frame(df))
     best = max(rows[len(main_files):] or rows, key=lambda r: r.top1)

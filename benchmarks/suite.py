@@ -37,7 +37,7 @@ from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.engine.train import build_data, fit
 from two_stream.fusion import fuse_fixed
-from two_stream.metrics import mean_class_accuracy, topk_accuracy
+from two_stream.metrics import class_mean, topk_accuracy, topk_correct
 from two_stream.models.tsn import ModelConfig
 from two_stream.report import atomic_write_text, markdown_table, write_run_json, write_table
 from two_stream.scores import ScoreFile, load_scores
@@ -232,12 +232,11 @@ def stream_table(scores: dict[tuple[str, str], dict[str, Path]], manifest: dict 
     rows = []
     for (stream, cons), paths in scores.items():
         sf = load_scores(paths["test"])
-        pred = sf.scores.argmax(1)
         row = {"stream": stream, "consensus": cons,
                "top1": round(100 * topk_accuracy(sf.scores, sf.labels, 1), 2),
                "top5": round(100 * topk_accuracy(sf.scores, sf.labels, 5), 2),
-               "mean_class_acc": round(100 * mean_class_accuracy(pred, sf.labels,
-                                                                 len(sf.classes)), 2)}
+               "mean_class_acc": round(100 * class_mean(topk_correct(sf.scores, sf.labels),
+                                                        sf.labels, len(sf.classes)), 2)}
         if manifest:
             row["appearance_classes_top1"] = round(
                 100 * group_accuracy(sf, manifest["appearance_classes"]), 2)

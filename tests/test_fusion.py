@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+import torch
+from scipy.special import log_softmax, softmax
 
 from flow_tools.errors import UserError
-import torch
-from scipy.special import log_softmax
 
 from two_stream.fusion import (consensus_from_snippets, fuse_fixed, fusion_rows, group_folds,
                                learn, normalize, weight_grid)
@@ -184,3 +184,28 @@ def test_real_mmaction_demo_scores(fixtures):
     rows = fusion_rows({m: aligned[m].scores for m in files}, labels, aligned["rgb"].video_ids,
                        methods=("average",), resamples=10)
     assert [round(100 * r.top1) for r in rows] == [71, 68, 79]
+
+
+def test_saturated_softmax_creates_no_ties_and_rows_report_real_ones():
+    """Logits in the hundreds: both streams' softmax is exactly 1.0 for different classes.
+    `max [softmax]` compares log-probabilities, so the more confident stream wins instead of
+    a tie broken by class order; identical scores still tie and are counted."""
+    a = np.array([[50.0, 0.0, 0.0], [300.0, 0.0, 0.0]])
+    b = np.array([[0.0, 45.0, 0.0], [0.0, 290.0, 0.0]])
+    labels = np.array([0, 1])
+    ids = ["A/v_A_g01_c01", "B/v_B_g02_c01"]
+    assert (softmax(a, axis=1).max(1) == 1.0).all() and (softmax(b, axis=1).max(1) == 1.0).all()
+    rows = fusion_rows({"a": a, "b": b}, labels, ids, methods=("max",), norms=("softmax",),
+                       resamples=10)
+    fused = {r.method: r for r in rows}["max"]
+    assert fused.tied == 0 and fused.pred.tolist() == [0, 0] and fused.top1 == 0.5
+    tie = fusion_rows({"a": a, "b": a[:, [1, 0, 2]]}, labels, ids, methods=("average",),
+                      norms=("none",), resamples=10)[-1]
+    assert tie.tied == 2 and tie.top1 == 0.5 and "2 videos tie at the top" in tie.detail
+    assert not tie.correct.any()  # McNemar counts a tie as wrong
+    # float32 scores give the same table as their float64 values
+    r32 = fusion_rows({"a": a.astype(np.float32), "b": b.astype(np.float32)}, labels, ids,
+                      methods=("average", "max"), norms=("none", "softmax"), resamples=10)
+    r64 = fusion_rows({"a": a, "b": b}, labels, ids, methods=("average", "max"),
+                      norms=("none", "softmax"), resamples=10)
+    assert [r.top1 for r in r32] == [r.top1 for r in r64]

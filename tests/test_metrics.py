@@ -31,3 +31,24 @@ def test_mcnemar_exact_values():
     b = np.r_[np.zeros(10, bool), np.ones(5, bool)]
     assert mcnemar_p(a, b) == pytest.approx(2 * 0.5 ** 10)
     assert mcnemar_p(a, a) == 1.0
+
+
+def test_ties_count_as_the_expected_accuracy_of_a_random_tie_break():
+    from two_stream.metrics import class_mean, strict_correct, tied_top, topk_correct
+    scores = np.array([[1.0, 1.0, 0.0, 0.0],    # label 0 ties with one class: 1/2
+                       [2.0, 2.0, 2.0, 0.0],    # three-way tie at the top: 1/3
+                       [3.0, 1.0, 1.0, 1.0],    # label 1 below the top, tied with 2 others
+                       [0.0, 5.0, 1.0, 1.0]])   # clean hit
+    labels = np.array([0, 2, 1, 1])
+    np.testing.assert_allclose(topk_correct(scores, labels, 1), [0.5, 1 / 3, 0.0, 1.0])
+    # top-2: row 2 has the top class above and 3 tied for the remaining place: 1/3
+    np.testing.assert_allclose(topk_correct(scores, labels, 2), [1.0, 2 / 3, 1 / 3, 1.0])
+    assert tied_top(scores).tolist() == [True, True, False, False]
+    assert strict_correct(scores, labels).tolist() == [False, False, False, True]
+    # neither class order nor the tie's position changes the number
+    perm = np.array([3, 2, 1, 0])
+    inv = np.argsort(perm)
+    np.testing.assert_allclose(topk_correct(scores[:, perm], inv[labels], 1),
+                               topk_correct(scores, labels, 1))
+    assert class_mean(topk_correct(scores, labels), labels, 4) == \
+        pytest.approx(np.mean([0.5, 0.5, 1 / 3]))

@@ -18,7 +18,7 @@ from .engine import distributed as dist
 from .engine.checkpoint import load_checkpoint
 from .engine.train import amp_settings, build_data, build_model_from_checkpoint, fit
 from .scoring import write_scores
-from .metrics import mean_class_accuracy, topk_accuracy
+from .metrics import class_mean, topk_accuracy, topk_correct
 from .errors import EXIT_CODES_HELP, UserError, run_cli
 
 log = logging.getLogger("two_stream")
@@ -107,11 +107,11 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
                             amp_dtype)
     if sf is None:  # not rank 0
         return None
-    pred = sf.scores.argmax(1)
     print(f"{path}: {len(sf)} videos, {clip.test_segments} segments x {clip.test_crops} crops")
     print(f"top-1 {100 * topk_accuracy(sf.scores, sf.labels, 1):.2f} %  (share of videos)\n"
           f"top-5 {100 * topk_accuracy(sf.scores, sf.labels, 5):.2f} %\n"
-          f"mean class accuracy {100 * mean_class_accuracy(pred, sf.labels, len(sf.classes)):.2f}"
+          f"mean class accuracy "
+          f"{100 * class_mean(topk_correct(sf.scores, sf.labels), sf.labels, len(sf.classes)):.2f}"
           " %  (mean of per-class recall, what TSN reports)")
     return path
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax, logsumexp, softmax
 
-from .metrics import (bootstrap_ci, mcnemar_p, mean_class_accuracy, topk_accuracy,
-                      topk_correct)
+from .metrics import (bootstrap_ci, class_mean, mcnemar_p, strict_correct, tied_top,
+                      topk_accuracy, topk_correct)
 from .data.splits import group_of
 from .models.consensus import segment_consensus, variance_weighted
 from .errors import UserError
@@ -212,25 +212,59 @@ class Row:
     mean_class_acc: float
     p_vs_best: float | None
     labels_used: str
-    correct: np.ndarray  # bool [N], kept for McNemar and plots
+    correct: np.ndarray  # bool [N], label is the unique top score: for McNemar
     pred: np.ndarray
     detail: str = ""
+    tied: int = 0  # videos whose top score is shared by several classes
 
     def as_dict(self) -> dict:
         return {"method": self.method, "norm": self.norm, "top1": self.top1,
                 "top1_ci_lo": self.top1_lo, "top1_ci_hi": self.top1_hi, "top5": self.top5,
                 "mean_class_acc": self.mean_class_acc, "p_vs_best_single": self.p_vs_best,
-                "labels_used": self.labels_used, "detail": self.detail}
+                "labels_used": self.labels_used, "tied_videos": self.tied,
+                "detail": self.detail}
 
 
 def score_row(method: str, norm: str, scores: np.ndarray, labels: np.ndarray,
               labels_used: str, resamples: int = 1000, seed: int = 0, detail: str = "") -> Row:
-    correct = topk_correct(scores, labels, 1)
-    lo, hi = bootstrap_ci(correct, resamples, seed=seed)
-    pred = scores.argmax(axis=1)
-    return Row(method, norm, float(correct.mean()), lo, hi, topk_accuracy(scores, labels, 5),
-               mean_class_accuracy(pred, labels, scores.shape[1]), None, labels_used, correct,
-               pred, detail)
+    """Top-1 (with its bootstrap CI), top-5 and mean class accuracy; a video whose top scores
+    tie counts as the expected accuracy of a uniform random tie-break."""
+    expected = topk_correct(scores, labels, 1)
+    lo, hi = bootstrap_ci(expected, resamples, seed=seed)
+    tied = int(tied_top(scores).sum())
+    if tied:
+        detail = (detail + "; " if detail else "") + (
+            f"{tied} videos tie at the top (scored as the expected accuracy of a random "
+            "tie-break; wrong for McNemar)")
+    return Row(method, norm, float(expected.mean()), lo, hi, topk_accuracy(scores, labels, 5),
+               class_mean(expected, labels, scores.shape[1]), None, labels_used,
+               strict_correct(scores, labels), scores.argmax(axis=1), detail, tied)
+
+
+def precise_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log-softmax that keeps the log-probability of a dominant class: -log1p(sum of the
+    others' exp) instead of -log(1 + ...), which rounds to exactly 0 once the others fall
+    below 1e-16 (logit gaps above ~37)."""
+    t = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(t)
+    top = np.expand_dims(np.argmax(t, axis=axis), axis)
+    np.put_along_axis(e, top, 0.0, axis=axis)  # one maximum contributes the 1 of log1p
+    return t - np.log1p(e.sum(axis=axis, keepdims=True))
+
+
+def fuse_probabilities_in_log_space(raw: np.ndarray, method: str,
+                                    weights: list[float] | None) -> np.ndarray:
+    """`average`, `weighted` and `max` of softmax probabilities, as the log of the fused
+    probability: the same class ranking as exact arithmetic, where logits in the hundreds
+    saturate the probabilities themselves to 0 and 1 and create ties that are not there."""
+    logp = precise_log_softmax(raw, axis=2)  # [S, N, C]
+    if method == "max":
+        return logp.max(axis=0)
+    w = np.full(len(raw), 1.0 / len(raw)) if method == "average" else np.asarray(weights, float)
+    if (w < 0).any():
+        raise UserError(f"weights must be >= 0 to fuse probabilities, got {list(w)}")
+    with np.errstate(divide="ignore"):
+        return logsumexp(logp + np.log(w)[:, None, None], axis=0)
 
 
 def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: list[str],
@@ -252,7 +286,13 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
         for norm in (["-"] if method == "product" else norms):
             stack = raw if method == "product" else np.stack([normalize(s, norm) for s in raw])
             detail, used = "", "none"
-            if method in FIXED_METHODS:
+            if method in FIXED_METHODS and norm == "softmax" and method in (
+                    "average", "weighted", "max"):
+                fused = fuse_probabilities_in_log_space(raw, method, weights)
+                if method == "weighted":
+                    detail = "weights " + ":".join(f"{w:g}" for w in weights)
+                    used = "none (weights fixed in advance)"
+            elif method in FIXED_METHODS:
                 fused = fuse_fixed(stack, method, weights, topk)
                 if method == "weighted":
                     detail = "weights " + ":".join(f"{w:g}" for w in weights)

@@ -11,16 +11,46 @@ from scipy.stats import binomtest
 
 
 def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
-    """bool [N]: is the label among the k highest scores (ties broken by class order)."""
-    k = min(k, scores.shape[1])
-    if k == 1:
-        return scores.argmax(axis=1) == labels
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return (top == labels[:, None]).any(axis=1)
+    """float [N]: the chance that the label is among the k highest scores when ties are broken
+    uniformly at random (1 or 0 for a video without a tie at the boundary).
+
+    With `a` classes scoring above the label and `e` classes (the label among them) scoring
+    exactly as much, the label's rank is uniform over a+1..a+e, so the chance is
+    clip((k - a) / e, 0, 1). Neither class order nor float precision changes the number.
+    """
+    s = np.asarray(scores)
+    v = s[np.arange(len(labels)), labels][:, None]
+    above = (s > v).sum(axis=1)
+    equal = (s == v).sum(axis=1)
+    return np.clip((k - above) / equal, 0.0, 1.0)
+
+
+def strict_correct(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """bool [N]: the label is the unique highest score. A tie counts as wrong: the 0/1 outcome
+    McNemar's test needs, decided without looking at class order."""
+    s = np.asarray(scores)
+    v = s[np.arange(len(labels)), labels][:, None]
+    return ((s > v).sum(axis=1) == 0) & ((s == v).sum(axis=1) == 1)
+
+
+def tied_top(scores: np.ndarray) -> np.ndarray:
+    """bool [N]: the highest score is shared by more than one class."""
+    s = np.asarray(scores)
+    return (s == s.max(axis=1, keepdims=True)).sum(axis=1) > 1
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Mean of `topk_correct` (ties scored as the expected accuracy of a random tie-break)."""
     return float(topk_correct(scores, labels, k).mean())
+
+
+def class_mean(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """Mean over the classes present of the mean (expected) correctness of their videos: mean
+    class accuracy from `topk_correct`, so ties count as in top-1."""
+    total = np.bincount(labels, minlength=num_classes).astype(float)
+    hit = np.bincount(labels, weights=np.asarray(correct, float), minlength=num_classes)
+    present = total > 0
+    return float((hit[present] / total[present]).mean())
 
 
 def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
