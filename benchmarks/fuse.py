@@ -21,6 +21,7 @@ import pandas as pd
 
 from two_stream.fusion import METHODS, NORMS, Row, consensus_from_snippets, fusion_rows
 from two_stream.metrics import confusion_matrix
+from two_stream.atomic import atomic_path
 from two_stream.errors import EXIT_CODES_HELP, run_cli
 from two_stream.report import sha256, write_run_json, write_table
 from two_stream.scores import ScoreFile, ScoreFileError, align, load_any
@@ -130,8 +131,8 @@ def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path: Path) -
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    tmp = atomic_path(path)
+    fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     tmp.replace(path)
 

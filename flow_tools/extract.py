@@ -25,7 +25,6 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import sys
 import time
 from collections import deque
@@ -36,6 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .tmpfiles import TMP_MARK, tmp_name, tmp_owner_gone
 from .flow import (ALGORITHMS, BACKENDS, DIS_PRESETS, FlowParams, TVL1Params, make_flow_fn,
                    resolve_device)
 from .quantize import DEFAULT_BOUND, quantize
@@ -204,17 +204,10 @@ def video_id(rel: str) -> str:
     return stem if ext.lower() in VIDEO_EXTENSIONS else rel
 
 
-TMP_MARK = ".tmp-"
-
-
-def tmp_dir_for(final: Path) -> Path:
+def new_tmp_dir(final: Path) -> Path:
     """The folder a video is built in: its owner (host and pid) is in the name, so a
     concurrent shard can tell a folder being written from one left by a killed run."""
-    return final.parent / f".{final.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}"
-
-
-def new_tmp_dir(final: Path) -> Path:
-    tmp = tmp_dir_for(final)
+    tmp = tmp_name(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -263,28 +256,6 @@ def read_done(out_root: Path, rel: str) -> dict | None:
         return json.loads(p.read_text())
     except json.JSONDecodeError:
         return None  # treated as incomplete and redone
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def tmp_owner_gone(path: Path, host: str | None = None) -> bool:
-    """True only when the process that named this temporary folder provably no longer runs:
-    same host and a pid that is not alive. Folders of other hosts (a cluster job array on a
-    shared file system) or of unknown naming are left alone."""
-    host = host or socket.gethostname()
-    owner = path.name.rsplit(TMP_MARK, 1)[-1]
-    owner_host, _, pid = owner.rpartition("-")
-    if owner_host != host or not pid.isdigit():
-        return False
-    return not _pid_alive(int(pid))
 
 
 def clean_stale_tmp(out_root: Path) -> int:
@@ -400,7 +371,7 @@ def write_failures(out_root: Path, failures: list[tuple[str, str]],
     if not failures:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}")
+    tmp = tmp_name(path)
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "reason"])

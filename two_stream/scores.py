@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .data.splits import video_id_from_path
 from .errors import EXIT_CODES_HELP, UserError, run_cli
 
@@ -87,7 +88,7 @@ def save_scores(path: str | os.PathLike, sf: ScoreFile) -> None:
                   classes=np.array(sf.classes, dtype=str), meta=np.array(json.dumps(sf.meta)))
     if sf.snippet_scores is not None:
         arrays["snippet_scores"] = sf.snippet_scores.astype(np.float16)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = atomic_path(path)
     with open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
     os.replace(tmp, path)

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 CHECKPOINT_KEYS = frozenset({"model", "config", "classes", "epoch"})
+from ..atomic import atomic_path
 from ..errors import UserError
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = atomic_path(path)
     torch.save(state, tmp)
     os.replace(tmp, path)
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
 from ..data.datasets import ClipConfig, VideoDataset
 from ..data.frames import FrameReadError, RawframeSource, VideoFileSource
@@ -235,7 +235,7 @@ def append_log(run_dir: Path, row: dict) -> None:
         with open(path) as f:
             rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
     rows.append({k: row.get(k, "") for k in LOG_FIELDS})
-    tmp = path.with_name(".log.csv.tmp")
+    tmp = atomic_path(path)
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, LOG_FIELDS)
         w.writeheader()
@@ -262,8 +262,8 @@ def plot_curves(run_dir: Path) -> None:
     b.legend()
     fig.suptitle(run_dir.name)
     fig.tight_layout()
-    tmp = run_dir / ".curves.tmp.png"
-    fig.savefig(tmp, dpi=90)
+    tmp = atomic_path(run_dir / "curves.png")
+    fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     os.replace(tmp, run_dir / "curves.png")
 
