@@ -77,12 +77,24 @@ def list_videos(video_root: Path, list_file: Path | None = None) -> list[str]:
     """Relative video paths, sorted: every video under the root, or those named in a list
     file (first column, e.g. a UCF101 `trainlist01.txt`)."""
     if list_file is None:
+        if not video_root.is_dir():
+            raise UserError(f"{video_root}: video folder not found")
         return sorted(p.relative_to(video_root).as_posix() for p in video_root.rglob("*")
                       if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not video_root.is_dir():
+        raise UserError(f"{video_root}: video folder not found")
+    try:
+        text = Path(list_file).read_text()
+    except FileNotFoundError:
+        raise UserError(f"{list_file}: list file not found") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{list_file}: not a text file (one video path per line)") from None
     rels = []
-    for line in Path(list_file).read_text().splitlines():
+    for line in text.splitlines():
         if line.strip():
             rels.append(line.split()[0].replace("\\", "/"))
+    if not rels:
+        raise UserError(f"{list_file}: empty list file")
     return sorted(set(rels))
 
 

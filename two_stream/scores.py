@@ -292,6 +292,9 @@ def load_any(path: str | os.PathLike, class_index: str | os.PathLike | None = No
                              "or a label map)")
     classes = read_class_names(class_index)
     head = load_pickle(path)
+    if not isinstance(head, (dict, list)):
+        raise ScoreFileError(f"{path}: expected a dict {{video name: scores}} (two-stream) or "
+                             f"a list of score arrays (MMAction2), got {type(head).__name__}")
     if isinstance(head, dict):
         return from_two_stream_pickle(path, classes)
     if ann_file is None:

@@ -255,3 +255,31 @@ def test_evaluate_val_without_hold_out_is_a_clear_error(syn, trained_flow_run, c
                    "--eval-split", "val"], stream="temporal", modality="flow")
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "no videos to score" in err and "--val-ratio is 0" in err
+
+
+def test_kill_during_evaluate_then_rerun_gives_the_same_scores(syn, trained_flow_run,
+                                                                tmp_path):
+    """SIGKILL at several points of a real `evaluate` process: the score file is absent or
+    complete after every kill, and the rerun writes the scores of an unbroken run."""
+    from kill import run_and_kill, timed
+    run = tmp_path / "run"
+    shutil.copytree(trained_flow_run, run)
+    for f in run.glob("scores_*.npz"):
+        f.unlink()
+    cmd = [sys.executable, "-m", "two_stream.temporal", "evaluate", "--run-dir", str(run),
+           "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    took = timed(cmd, env)
+    ref = load_scores(run / "scores_test.npz")
+    (run / "scores_test.npz").unlink()
+    for fraction in (0.6, 0.9):
+        run_and_kill(cmd, took * fraction, env)
+        visible = [p for p in run.iterdir() if p.name.startswith("scores")]
+        for p in visible:  # never a partial file under the real name
+            load_scores(p)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    again = load_scores(run / "scores_test.npz")
+    np.testing.assert_array_equal(again.scores, ref.scores)
+    np.testing.assert_array_equal(again.snippet_scores, ref.snippet_scores)
+    assert again.video_ids == ref.video_ids
+    assert not list(run.glob(".scores_test.npz.tmp-*"))  # leftovers of the killed runs gone
