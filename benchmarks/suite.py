@@ -36,6 +36,7 @@ from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.engine.train import build_data, fit
+from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion import fuse_fixed
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct
 from two_stream.models.tsn import ModelConfig
@@ -74,7 +75,7 @@ PRESETS = {
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ucf101", "hmdb51"))
     p.add_argument("--videos", help="video root (ucf101/hmdb51: <Class>/<video>)")
@@ -127,7 +128,7 @@ def step_data(args, work: Path) -> tuple[Path, Path, dict | None]:
     """(video root, split dir, synthetic manifest or None)."""
     if args.dataset != "synthetic":
         if not args.split_dir or not (args.videos or args.frames):
-            raise SystemExit("error: --dataset ucf101|hmdb51 needs --split-dir and --videos "
+            raise UserError("--dataset ucf101|hmdb51 needs --split-dir and --videos "
                              "(or --frames)")
         return Path(args.videos or ""), Path(args.split_dir), None
     cfg = SyntheticConfig(seed=args.seed)
@@ -332,6 +333,10 @@ def write_readme(args, out: Path, timer: Timer, streams_df, manifest, started: f
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    return run_cli(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(message)s")
     args.name = args.name or ("demo" if args.dataset == "synthetic" else
@@ -349,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = {}
     order = sorted(args.consensus, key=lambda c: c == "lstm")  # lstm needs the mean run
     if "lstm" in order and "mean" not in order:
-        raise SystemExit("error: the lstm head trains on the mean run's CNN: add mean")
+        raise UserError("the lstm head trains on the mean run's CNN: add mean to --consensus")
     configs = {}
     for stream in args.streams:
         for cons in order:

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import fuse
+from benchmarks import fuse, suite
 from flow_tools import extract
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams
 from two_stream import cli, scores
+from two_stream.data import synthetic
 from two_stream.data.synthetic import SyntheticConfig, generate
 from two_stream.scores import ScoreFile, save_scores
 
@@ -83,6 +84,8 @@ def _make(root: Path, kind: str) -> Path:
         torch.save({"conv1.weight": torch.zeros(2, 3, 1, 1)}, p)
     elif kind == "bad_json":
         p.write_text("{not json")
+    elif kind == "mismatched_set":
+        return root / "syn" / "synthetic.json"  # exists, written with other parameters
     elif kind == "corrupt_video":
         p = p.with_suffix(".avi")
         p.write_bytes(b"RIFF" + bytes(2000))
@@ -139,6 +142,15 @@ CASES = [
                                                                  "Grow" / "v_Grow_g01_c01.avi"),
                                                       "--checkpoint", str(b)],
      "cannot load as a checkpoint"),
+    ("suite", "binary_text", lambda e, b: ["--dataset", "ucf101", "--split-dir",
+                                           str(_splits(e, b)), "--frames", str(e / "frames"),
+                                           "--work-dir", str(e / "suite"), "--results-root",
+                                           str(e / "suite_results"), "--consensus", "mean",
+                                           "--streams", "spatial", "--quiet"],
+     "not a text file"),
+    ("synthetic", "mismatched_set", lambda e, b: [str(e / "syn"), "--num-frames", "9",
+                                                  "--quiet"],
+     "a synthetic set with another config exists"),
 ]
 
 
@@ -160,7 +172,8 @@ def _train(e: Path, *extra: str, cmd: str = "train") -> list[str]:
 
 
 MAINS = {"fuse": fuse.main, "convert": scores.main, "extract": extract.main,
-         "train": cli.main, "evaluate": cli.main, "predict": cli.main}
+         "train": cli.main, "evaluate": cli.main, "predict": cli.main, "suite": suite.main,
+         "synthetic": synthetic.main}
 
 
 @pytest.mark.parametrize("entry,kind,argv,message", CASES,
@@ -176,7 +189,8 @@ def test_bad_input(env, entry, kind, argv, message, capsys):
     assert "Traceback" not in captured.out + captured.err
     assert message in err, err
     named = {("predict", "corrupt_video"): "bad_foreign_checkpoint",
-             ("train", "binary_text"): f"splits_{bad.name}/classInd.txt"}.get((entry, kind),
+             ("train", "binary_text"): f"splits_{bad.name}/classInd.txt",
+             ("suite", "binary_text"): f"splits_{bad.name}/classInd.txt"}.get((entry, kind),
                                                                               str(bad))
     assert named in err, err
     assert "pwned" not in captured.out  # the evil pickle never ran

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..progress import progress
 from .splits import Split, VideoRecord, ucf101_split, write_ucf_lists
-from ..errors import UserError
+from ..errors import EXIT_CODES_HELP, UserError, run_cli
 
 COLOURS = {  # hue in degrees; all rendered at the same luma
     "Red": 0, "Yellow": 60, "Green": 120, "Cyan": 180, "Blue": 240, "Purple": 300,
@@ -190,7 +191,7 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("out_dir", help="output folder (videos/, splits/, synthetic.json)")
     d = SyntheticConfig()
@@ -200,13 +201,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    cfg = SyntheticConfig(**{k: getattr(args, k) for k in asdict(SyntheticConfig())})
-    split = generate(args.out_dir, cfg, quiet=args.quiet)
-    print(f"{args.out_dir}: {len(split.classes)} classes, {len(split.train)} train / "
-          f"{len(split.test)} test videos")
+
+    def body() -> None:
+        cfg = SyntheticConfig(**{k: getattr(args, k) for k in asdict(SyntheticConfig())})
+        split = generate(args.out_dir, cfg, quiet=args.quiet)
+        print(f"{args.out_dir}: {len(split.classes)} classes, {len(split.train)} train / "
+              f"{len(split.test)} test videos")
+    return run_cli(body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
