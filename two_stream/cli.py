@@ -121,7 +121,7 @@ def predict_cmd(args: argparse.Namespace) -> list[tuple[str, float]]:
     from flow_tools.quantize import quantize
     from .data.frames import read_video_frames
     from .data.sampling import test_indices
-    from .data.transforms import multi_crop, resize_short, to_snippet_tensor
+    from .data.transforms import flow_snippets, eval_sample
     import cv2
 
     ck = load_checkpoint(args.checkpoint)
@@ -135,14 +135,14 @@ def predict_cmd(args: argparse.Namespace) -> list[tuple[str, float]]:
         frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
     if c["modality"] == "rgb":
         idx = test_indices(len(frames), c["test_segments"], 1)
-        x = to_snippet_tensor(frames[idx[:, 0]], "rgb", len(idx))
+        snippets = [[f] for f in frames[idx[:, 0]]]
     else:
         flow = compute_flow(frames, FlowParams(args.flow_algorithm))
         idx = test_indices(len(flow), c["test_segments"], c["new_length"])
         q = quantize(flow[idx.reshape(-1)], 20.0)  # the rawframes' encoding, bound 20
-        x = to_snippet_tensor(q, "flow", len(idx))
-    views = multi_crop(resize_short(x, c["scale_size"]), c["modality"], c["input_size"],
-                       c["scale_size"], c["test_crops"])
+        snippets = flow_snippets([(f[..., 0], f[..., 1]) for f in q], len(idx))
+    views = eval_sample(snippets, c["modality"], c["input_size"], c["scale_size"],
+                        c["test_crops"], args.video)
     with torch.no_grad():
         from .engine.evaluate import score_views
         video, _ = score_views(model, views[None], 256, torch.device("cpu"))

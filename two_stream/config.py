@@ -73,6 +73,9 @@ class OptimConfig:
     lr_mult_first_conv: float = _f(1.0, "lr multiplier of the first convolution (TSN uses 5 "
                                         "for the flow stream)")
     lr_mult_fc: float = _f(1.0, "lr multiplier of the classifier / LSTM head")
+    accumulate: int = _f(1, "gradient accumulation: each batch of --batch-size runs as this "
+                            "many micro-batches, one optimizer step (a batch larger than the "
+                            "GPU holds)")
 
 
 @dataclass
@@ -89,6 +92,9 @@ class RunConfig:
     max_snippets: int = _f(256, "evaluation: most snippets per forward pass (a video's "
                                 "segments x crops are split into chunks of this size)")
     quiet: bool = _f(False, "no progress bars")
+    deterministic: bool = _f(False, "deterministic cuDNN algorithms instead of the fastest "
+                                    "(cudnn.benchmark, on by default with CUDA); resume is "
+                                    "bit-exact on CPU either way")
 
 
 CONCERNS = {"data": DataConfig, "clip": ClipConfig, "model": ModelConfig, "optim": OptimConfig,

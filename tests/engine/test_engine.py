@@ -212,17 +212,6 @@ def test_two_process_gloo_training(syn, tmp_path):
     assert len(log) == 2
 
 
-def test_bf16_autocast_and_channels_last_on_cpu(syn, tmp_path):
-    """The AMP and channels_last switches (auto-on with CUDA) also run on CPU when asked."""
-    run = fit(_cfgs(_args(syn, tmp_path / "amp", "--epochs", "1", "--amp", "bf16",
-                          "--channels-last", "on", "--val-ratio", "0.2")))
-    import csv
-    row = next(csv.DictReader(open(run / "log.csv")))
-    assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
-    with pytest.raises(UserError, match="--amp fp16 needs CUDA"):
-        fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))
-
-
 def test_folder_dataset_trains_from_video_files(syn, tmp_path):
     """--dataset folder: <Class>/<video> files, split generated and saved, RGB from videos."""
     videos = tmp_path / "my_videos"
@@ -283,3 +272,97 @@ def test_kill_during_evaluate_then_rerun_gives_the_same_scores(syn, trained_flow
     np.testing.assert_array_equal(again.snippet_scores, ref.snippet_scores)
     assert again.video_ids == ref.video_ids
     assert not list(run.glob(".scores_test.npz.tmp-*"))  # leftovers of the killed runs gone
+
+
+def test_gradient_accumulation_equals_the_large_batch(syn, tmp_path):
+    """--accumulate 2 (micro-batches of 4) ends with the weights of plain batches of 8: same
+    samples, same order, same steps. A frozen backbone (no batch statistics) and no dropout,
+    so only the summation order differs."""
+    common = ("--epochs", "2", "--freeze-backbone", "--dropout", "0", "--val-ratio", "0",
+              "--clip-grad", "0")
+    whole = fit(_cfgs(_args(syn, tmp_path / "whole", *common)))
+    accum = fit(_cfgs(_args(syn, tmp_path / "accum", *common, "--accumulate", "2")))
+    a = load_checkpoint(whole / "checkpoint_last.pt")
+    b = load_checkpoint(accum / "checkpoint_last.pt")
+    assert a["step"] == b["step"] == 18  # 72 training videos / batch 8 x 2 epochs
+    for k, v in a["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, b["model"][k], atol=1e-5), k
+    # and the head did learn (the comparison is not between two untouched models)
+    assert a["best_val_top1"] >= 0 and not torch.allclose(
+        a["model"]["head.1.weight"], TSN(ModelConfig(num_classes=12)).head[1].weight, atol=1e-3)
+    with pytest.raises(UserError, match="--accumulate 3 must divide the per-process batch"):
+        fit(_cfgs(_args(syn, tmp_path / "bad", *common, "--accumulate", "3")))
+
+
+def test_persistent_workers_still_reach_each_epochs_sampling(syn, tmp_path):
+    """One DataLoader with persistent workers for all epochs: every epoch draws other samples,
+    and 2 workers give exactly the samples of 0 workers."""
+    from torch.utils.data import DataLoader
+    from two_stream.engine.train import EpochSampler
+    from two_stream.engine.train import build_data
+    cfgs = _cfgs(_args(syn, tmp_path / "r", "--num-segments", "2"))
+    data = build_data(cfgs["data"], cfgs["clip"], 0)
+    ds = VideoDataset(data.train[:6], data.source, cfgs["clip"], train=True, seed=0)
+    got = {}
+    for workers in (0, 2):
+        sampler = EpochSampler(len(ds), seed=0)
+        loader = DataLoader(ds, batch_size=3, sampler=sampler, num_workers=workers,
+                            persistent_workers=workers > 0)
+        per_epoch = []
+        for epoch in (1, 2):
+            sampler.set_epoch(epoch)
+            per_epoch.append(torch.cat([x for x, _, _ in loader]))
+        got[workers] = per_epoch
+    assert not torch.equal(got[0][0], got[0][1])  # new draws each epoch
+    assert all(torch.equal(a, b) for a, b in zip(got[0], got[2]))
+
+
+def test_ddp_keeps_ranks_in_sync_on_different_data(tmp_path):
+    """2 gloo processes see different data; after two accumulated steps their weights are
+    identical (the gradients were all-reduced) while their data differ."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).parent /
+                                                                "ddp_check.py"), str(tmp_path)],
+                   check=True, env=env, capture_output=True)
+    (w0, d0), (w1, d1) = [map(float, (tmp_path / f"rank{r}.txt").read_text().split())
+                          for r in (0, 1)]
+    assert d0 != d1 and w0 == w1
+
+
+def test_bf16_and_channels_last_reach_every_convolution(syn, tmp_path):
+    """With --amp bf16 --channels-last on, every convolution of training and of evaluation
+    gets NHWC inputs and weights and computes in bf16; with both off, none does (so the test
+    fails if a switch does nothing)."""
+    seen = []
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        # only where the two layouts differ: C, H, W > 1 and a kernel larger than 1 x 1
+        if (isinstance(module, torch.nn.Conv2d) and x.dim() == 4 and min(x.shape[1:]) > 1
+                and module.kernel_size != (1, 1)):
+            cl = torch.channels_last
+            seen.append((x.is_contiguous(memory_format=cl),
+                         module.weight.is_contiguous(memory_format=cl), output.dtype))
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        for amp, cl in (("bf16", "on"), ("off", "off")):
+            seen.clear()
+            run = fit(_cfgs(_args(syn, tmp_path / amp, "--epochs", "1", "--amp", amp,
+                                  "--channels-last", cl, "--val-ratio", "0.2")))
+            train_seen = list(seen)
+            seen.clear()
+            assert cli.main(["evaluate", "--run-dir", str(run), "--amp", amp,
+                             "--channels-last", cl, "--test-segments", "2"]) == 0
+            for phase in (train_seen, seen):
+                assert phase
+                if amp == "bf16":
+                    assert all(i and w and d == torch.bfloat16 for i, w, d in phase)
+                else:
+                    assert not any(i or w for i, w, _ in phase)
+                    assert all(d == torch.float32 for _, _, d in phase)
+    finally:
+        handle.remove()
+    with pytest.raises(UserError, match="--amp fp16 needs CUDA"):
+        fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))

@@ -1,8 +1,9 @@
 """One Dataset for both streams: the modality decides what a snippet is.
 
-Item (train): (float [K, C, H, W], label, video_id) with C = 3 (RGB, one frame per segment) or
-C = 2L (flow: x_0, y_0, x_1, y_1, ... of L consecutive fields). Item (test): the same for all
-test segments and crops, float [crops, S, C, H, W].
+Item (train): (uint8 [K, C, H, W], label, video_id) with C = 3 (RGB, one frame per segment)
+or C = 2L (flow: x_0, y_0, x_1, y_1, ... of L consecutive fields). Item (test): the same for
+all test segments and crops, uint8 [crops, S, C, H, W]. Items stay uint8 (4x less to copy
+between processes and to the GPU); the model converts and normalises the batch on its device.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset
 from .frames import FrameReadError, RawframeSource, VideoFileSource
 from .sampling import test_indices, train_indices
 from .splits import VideoRecord
-from .transforms import TSN_SCALES, TrainTransform, multi_crop, to_snippet_tensor
+from .transforms import TSN_SCALES, flow_snippets, eval_sample, train_sample
 from ..errors import UserError
 
 MODALITIES = ("rgb", "flow")
@@ -51,7 +52,6 @@ class VideoDataset(Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0
-        self.transform = TrainTransform(clip.modality, clip.input_size, clip.scales, clip.flip)
 
     def set_epoch(self, epoch: int) -> None:
         """New random draws each epoch, reproducible from (seed, epoch, index)."""
@@ -71,20 +71,23 @@ class VideoDataset(Dataset):
             return train_indices(n, c.num_segments, c.new_length, rng)
         return test_indices(n, c.test_segments, c.new_length)
 
-    def load(self, record: VideoRecord, idx: np.ndarray) -> torch.Tensor:
-        """Decode the snippets at `idx` [K, L] -> float [K, C, H, W] in [0, 1]."""
+    def snippets(self, record: VideoRecord, idx: np.ndarray) -> list[list[np.ndarray]]:
+        """Decode the snippets at `idx` [K, L]: per snippet its planes in channel order."""
         if self.clip.modality == "rgb":
-            frames = self.source.rgb(record.video_id, idx[:, 0])
-        else:
-            frames = self.source.flow_images(record.video_id, idx.reshape(-1))
-        return to_snippet_tensor(frames, self.clip.modality, idx.shape[0])
+            return [[im] for im in self.source.rgb_list(record.video_id, idx[:, 0])]
+        return flow_snippets(self.source.flow_list(record.video_id, idx.reshape(-1)),
+                             idx.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        record = self.records[i]
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int, str]:
+        """`item`: an index, or (epoch, index) from a sampler that carries the epoch (so
+        persistent loader workers need no `set_epoch`)."""
+        epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
+        record, c = self.records[i], self.clip
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            x = self.transform(self.load(record, self.indices(record, rng)), rng)
+            rng = np.random.default_rng([self.seed, epoch, i])
+            x = train_sample(self.snippets(record, self.indices(record, rng)), c.modality,
+                             c.input_size, rng, c.scales, c.flip, record.video_id)
         else:
-            x = multi_crop(self.load(record, self.indices(record, None)), self.clip.modality,
-                           self.clip.input_size, self.clip.scale_size, self.clip.test_crops)
+            x = eval_sample(self.snippets(record, self.indices(record, None)), c.modality,
+                            c.input_size, c.scale_size, c.test_crops, record.video_id)
         return x, record.label, record.video_id

@@ -150,13 +150,18 @@ class RawframeSource:
         meta = read_meta(self.root / video_id) if "{video}" in self.layout.rgb else None
         return float(meta.get("bound", DEFAULT_BOUND)) if meta else DEFAULT_BOUND
 
+    def rgb_list(self, video_id: str, indices: np.ndarray) -> list[np.ndarray]:
+        """uint8 [H, W, 3] RGB frames at 0-based `indices` (no stacking copy)."""
+        return [read_image(_path(self.root, self.layout.rgb, video_id, int(i)))
+                for i in np.ravel(indices)]
+
     def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] RGB frames at 0-based `indices`."""
-        return np.stack([read_image(_path(self.root, self.layout.rgb, video_id, int(i)))
-                         for i in np.ravel(indices)])
+        return np.stack(self.rgb_list(video_id, indices))
 
-    def flow_images(self, video_id: str, indices: np.ndarray) -> np.ndarray:
-        """uint8 [N, H, W, 2] quantised flow (x, y) at 0-based flow `indices`."""
+    def flow_list(self, video_id: str, indices: np.ndarray
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(x, y) uint8 [H, W] quantised flow images at 0-based flow `indices`."""
         out = []
         for i in np.ravel(indices):
             x = read_image(_path(self.root, self.layout.flow_x, video_id, int(i)), grey=True)
@@ -165,8 +170,12 @@ class RawframeSource:
                 raise FrameReadError(
                     f"{_path(self.root, self.layout.flow_y, video_id, int(i))}: size {y.shape} "
                     f"differs from its x image {x.shape}")
-            out.append(np.stack([x, y], axis=-1))
-        return np.stack(out)
+            out.append((x, y))
+        return out
+
+    def flow_images(self, video_id: str, indices: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 2] quantised flow (x, y) at 0-based flow `indices`."""
+        return np.stack([np.stack(xy, axis=-1) for xy in self.flow_list(video_id, indices)])
 
     def flow(self, video_id: str, indices: np.ndarray) -> np.ndarray:
         """float32 [N, H, W, 2] flow in pixels, dequantised with the bound in meta.json."""
@@ -259,6 +268,12 @@ class VideoFileSource:
 
     def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
         return read_video_frames(find_video(self.root, video_id), indices)
+
+    def rgb_list(self, video_id: str, indices: np.ndarray) -> list[np.ndarray]:
+        return list(self.rgb(video_id, indices))
+
+    def flow_list(self, video_id: str, indices: np.ndarray) -> list:
+        return self.flow_images(video_id, indices)
 
     def flow_images(self, video_id: str, indices: np.ndarray) -> np.ndarray:
         raise FrameReadError(

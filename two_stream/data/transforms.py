@@ -1,19 +1,23 @@
-"""Group transforms: one crop and one flip for all snippets of a sample, as TSN does.
+"""Group transforms in uint8: one crop and one flip for all snippets of a sample, as TSN does.
 
-Inputs are float tensors in [0, 1] shaped [K, C, H, W] (K snippets; C = 3 for RGB, 2L for flow
-with channels x_0, y_0, x_1, y_1, ...). Flow images store motion as grey levels around 0.5, so
-a horizontal flip must also invert the x channels (v -> 1 - v): the scene moves the other way.
+A sample arrives as decoded images, one list of planes per snippet: RGB snippets hold one
+uint8 [H, W, 3] image, flow snippets 2L uint8 [H, W] grey images in channel order
+x_0, y_0, x_1, y_1, ... Each plane is cropped (a view) and resized straight into the output
+array uint8 [K, C, S, S], so no full-size copy, float conversion or per-frame tensor op is made:
+the loader costs little more than JPEG decoding. Float conversion and normalisation happen on
+the batch, on the device (`normalize_batch`, called by the model). Flow images store motion as
+grey levels around 128, so a horizontal flip must also invert the x channels (v -> 255 - v).
 Random choices come from a numpy Generator passed in, so a sample is a pure function of
 (seed, epoch, index) whatever the number of loader workers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import cv2
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
+
 from ..errors import UserError
+from .frames import FrameReadError
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -21,42 +25,62 @@ FLOW_MEAN, FLOW_STD = 0.5, 0.226  # TSN's flow normalisation on [0, 1] grey leve
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 
-def to_snippet_tensor(frames: np.ndarray, modality: str, num_segments: int) -> torch.Tensor:
-    """Stack decoded images into the model's layout, float [K, C, H, W] in [0, 1].
-
-    rgb: uint8 [K, H, W, 3] -> [K, 3, H, W].
-    flow: uint8 [K*L, H, W, 2] (x, y per field, snippets in time order) -> [K, 2L, H, W] with
-    channel 2t = x of field t and 2t+1 = y of field t.
-    """
-    t = torch.from_numpy(np.ascontiguousarray(frames))
+def channel_stats(modality: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) [C, 1, 1] of inputs scaled to [0, 1]: ImageNet's for RGB, TSN's for flow."""
     if modality == "rgb":
-        out = t.permute(0, 3, 1, 2)
-    elif modality == "flow":
-        n, h, w, _ = t.shape
-        length = n // num_segments
-        out = t.reshape(num_segments, length, h, w, 2).permute(0, 1, 4, 2, 3)
-        out = out.reshape(num_segments, 2 * length, h, w)
-    else:
-        raise UserError(f"unknown modality {modality!r}; use 'rgb' or 'flow'")
-    return out.float().div_(255.0)
-
-
-def hflip(x: torch.Tensor, modality: str) -> torch.Tensor:
-    """Mirror [..., C, H, W]; for flow also invert the x channels (even indices)."""
-    x = TF.horizontal_flip(x)
+        return torch.tensor(RGB_MEAN).view(3, 1, 1), torch.tensor(RGB_STD).view(3, 1, 1)
     if modality == "flow":
-        x = x.clone()
-        x[..., 0::2, :, :] = 1.0 - x[..., 0::2, :, :]
-    return x
+        return torch.full((channels, 1, 1), FLOW_MEAN), torch.full((channels, 1, 1), FLOW_STD)
+    raise UserError(f"unknown modality {modality!r}; use 'rgb' or 'flow'")
 
 
-def normalize(x: torch.Tensor, modality: str) -> torch.Tensor:
-    """ImageNet mean/std for RGB; (v - 0.5) / 0.226 for flow (TSN)."""
+def normalize_batch(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., C, H, W] -> float32 (x / 255 - mean) / std, wherever x lives."""
+    return (x.float().div_(255.0) - mean.to(x.device)) / std.to(x.device)
+
+
+def _resize(roi: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None):
+    """cv2.resize to (W, H): area averaging when shrinking (no aliasing), bilinear otherwise."""
+    shrink = size[0] < roi.shape[1] and size[1] < roi.shape[0]
+    return cv2.resize(roi, size, dst=dst,
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _check_sizes(snippets: list[list[np.ndarray]], what: str) -> tuple[int, int]:
+    h, w = snippets[0][0].shape[:2]
+    for planes in snippets:
+        for p in planes:
+            if p.shape[:2] != (h, w):
+                raise FrameReadError(f"{what}: frames of different sizes in one sample "
+                                     f"({w}x{h} and {p.shape[1]}x{p.shape[0]})")
+    return h, w
+
+
+def _place(snippets: list[list[np.ndarray]], modality: str, box: tuple[int, int, int, int],
+           out_hw: tuple[int, int]) -> np.ndarray:
+    """Crop every plane to `box` (top, left, h, w) and resize it to out_hw into
+    uint8 [K, C, H', W']."""
+    top, left, h, w = box
+    oh, ow = out_hw
+    k = len(snippets)
     if modality == "rgb":
-        mean = torch.tensor(RGB_MEAN).view(3, 1, 1)
-        std = torch.tensor(RGB_STD).view(3, 1, 1)
-        return (x - mean) / std
-    return (x - FLOW_MEAN) / FLOW_STD
+        out = np.empty((k, 3, oh, ow), np.uint8)
+        for i, (img,) in enumerate(snippets):
+            out[i] = _resize(img[top:top + h, left:left + w], (ow, oh)).transpose(2, 0, 1)
+        return out
+    out = np.empty((k, len(snippets[0]), oh, ow), np.uint8)
+    for i, planes in enumerate(snippets):
+        for c, p in enumerate(planes):
+            _resize(p[top:top + h, left:left + w], (ow, oh), dst=out[i, c])
+    return out
+
+
+def hflip(x: np.ndarray, modality: str) -> np.ndarray:
+    """Mirror uint8 [..., C, H, W]; for flow also invert the x channels (even indices)."""
+    x = np.ascontiguousarray(x[..., ::-1])
+    if modality == "flow":
+        x[..., 0::2, :, :] = 255 - x[..., 0::2, :, :]
+    return x
 
 
 def multiscale_crop_box(height: int, width: int, input_size: int, rng: np.random.Generator,
@@ -82,63 +106,61 @@ def multiscale_crop_box(height: int, width: int, input_size: int, rng: np.random
     return int(oy * hs), int(ox * ws), ch, cw
 
 
-@dataclass(frozen=True)
-class TrainTransform:
-    """Multi-scale crop, resize to input_size, random flip, normalise."""
-
-    modality: str
-    input_size: int = 224
-    scales: tuple[float, ...] = TSN_SCALES
-    flip: bool = True
-
-    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        # x: [K, C, H, W] in [0, 1]
-        top, left, h, w = multiscale_crop_box(x.shape[-2], x.shape[-1], self.input_size, rng,
-                                              self.scales)
-        x = TF.resized_crop(x, top, left, h, w, [self.input_size, self.input_size],
-                            antialias=True)
-        if self.flip and rng.random() < 0.5:
-            x = hflip(x, self.modality)
-        return normalize(x, self.modality)
+def train_sample(snippets: list[list[np.ndarray]], modality: str, input_size: int,
+                 rng: np.random.Generator, scales: tuple[float, ...] = TSN_SCALES,
+                 flip: bool = True, what: str = "sample") -> torch.Tensor:
+    """Multi-scale crop, resize to input_size, random flip: uint8 [K, C, S, S]."""
+    h, w = _check_sizes(snippets, what)
+    box = multiscale_crop_box(h, w, input_size, rng, scales)
+    out = _place(snippets, modality, box, (input_size, input_size))
+    if flip and rng.random() < 0.5:
+        out = hflip(out, modality)
+    return torch.from_numpy(out)
 
 
-def resize_short(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize [..., H, W] so the short side is `size` (aspect kept)."""
-    h, w = x.shape[-2:]
-    if min(h, w) == size:
-        return x
+def short_side_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """(H, W) with the short side `size`, aspect kept."""
     if h <= w:
-        new = [size, max(size, round(w * size / h))]
-    else:
-        new = [max(size, round(h * size / w)), size]
-    return TF.resize(x, new, antialias=True)
+        return size, max(size, round(w * size / h))
+    return max(size, round(h * size / w)), size
 
 
-def multi_crop(x: torch.Tensor, modality: str, input_size: int, scale_size: int,
-               num_crops: int = 1) -> torch.Tensor:
-    """[K, C, H, W] -> normalised [num_crops, K, C, input_size, input_size].
+def crop_boxes(h: int, w: int, s: int, num_crops: int) -> list[tuple[int, int]]:
+    """Top-left corners of the TSN test crops of side s in an h x w frame.
 
-    1: centre crop. 3: three crops along the long side (start, centre, end).
-    10: four corners and centre, then the same five flipped (flow x inverted).
+    1: centre. 3: start, centre and end of the long side. 10: four corners and centre (the
+    flipped five are added by `eval_sample`).
     """
-    x = resize_short(x, scale_size)
-    h, w = x.shape[-2:]
-    s = input_size
     if s > min(h, w):
         raise UserError(f"input size {s} is larger than the scaled frame {h}x{w}")
     centre = ((h - s) // 2, (w - s) // 2)
     if num_crops == 1:
-        boxes = [centre]
-    elif num_crops == 3:
+        return [centre]
+    if num_crops == 3:
         if w >= h:
-            boxes = [(centre[0], 0), centre, (centre[0], w - s)]
-        else:
-            boxes = [(0, centre[1]), centre, (h - s, centre[1])]
-    elif num_crops == 10:
-        boxes = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), centre]
-    else:
-        raise UserError(f"test crops must be 1, 3 or 10, got {num_crops}")
-    crops = [TF.crop(x, t, l, s, s) for t, l in boxes]
+            return [(centre[0], 0), centre, (centre[0], w - s)]
+        return [(0, centre[1]), centre, (h - s, centre[1])]
+    if num_crops == 10:
+        return [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), centre]
+    raise UserError(f"test crops must be 1, 3 or 10, got {num_crops}")
+
+
+def eval_sample(snippets: list[list[np.ndarray]], modality: str, input_size: int,
+                scale_size: int, num_crops: int = 1, what: str = "sample") -> torch.Tensor:
+    """Resize the short side to scale_size, then the test crops: uint8 [crops, K, C, S, S]."""
+    h, w = _check_sizes(snippets, what)
+    sh, sw = short_side_size(h, w, scale_size)
+    scaled = _place(snippets, modality, (0, 0, h, w), (sh, sw))  # [K, C, sh, sw]
+    s = input_size
+    crops = [scaled[..., t:t + s, l:l + s] for t, l in crop_boxes(sh, sw, s, num_crops)]
     if num_crops == 10:
         crops += [hflip(c, modality) for c in crops]
-    return normalize(torch.stack(crops), modality)
+    return torch.from_numpy(np.ascontiguousarray(np.stack(crops)))
+
+
+def flow_snippets(fields: list[tuple[np.ndarray, np.ndarray]], num_segments: int
+                  ) -> list[list[np.ndarray]]:
+    """K*L (x, y) fields in time order -> K snippets of 2L planes x_0, y_0, x_1, y_1, ..."""
+    length = len(fields) // num_segments
+    return [[p for t in range(length) for p in fields[k * length + t]]
+            for k in range(num_segments)]

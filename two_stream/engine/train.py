@@ -9,6 +9,7 @@ checkpoint stopped (each epoch's shuffling, augmentation and dropout are seeded 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import csv
 import dataclasses
 import logging
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
@@ -91,6 +92,34 @@ def build_data(d: DataConfig, clip: ClipConfig, seed: int) -> Data:
                 [res[r.video_id] for r in split.test])
 
 
+class EpochSampler(Sampler):
+    """Yields `(epoch, index)`: the epoch reaches `VideoDataset` through the sampler, so
+    persistent loader workers draw each epoch's augmentation without being rebuilt. Order: a
+    permutation seeded by (seed, epoch), or `DistributedSampler`'s share of it per rank."""
+
+    def __init__(self, num_items: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world = num_items, seed, rank, world
+        self.epoch = 0
+        self.dist = (DistributedSampler(range(num_items), world, rank, shuffle=True, seed=seed)
+                     if world > 1 else None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.dist is not None:
+            self.dist.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dist) if self.dist is not None else self.n
+
+    def __iter__(self):
+        if self.dist is not None:
+            order = list(self.dist)
+        else:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        return iter([(self.epoch, i) for i in order])
+
+
 def seed_worker(worker_id: int) -> None:
     """Loader workers: numpy/python seeds from the torch seed the loader gave this worker."""
     s = torch.initial_seed() % 2 ** 32
@@ -152,6 +181,11 @@ def amp_settings(run: RunConfig, device: torch.device) -> tuple[torch.dtype | No
     return (torch.bfloat16 if mode == "bf16" else torch.float16), mode == "fp16"
 
 
+def use_channels_last(run: RunConfig, device: torch.device) -> bool:
+    """NHWC for weights and inputs: `on`, or `auto` on CUDA (where tensor cores gain)."""
+    return run.channels_last == "on" or (run.channels_last == "auto" and device.type == "cuda")
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -175,28 +209,40 @@ def mean_over_ranks(sums: np.ndarray, device: torch.device, prefix: str) -> dict
 # --- epochs --------------------------------------------------------------------------------
 
 def train_one_epoch(model, loader, opt, scheduler, scaler, device, o: OptimConfig,
-                    amp_dtype, epoch: int, quiet: bool) -> dict:
+                    amp_dtype, epoch: int, quiet: bool, steps: int | None = None) -> dict:
+    """One epoch of `steps` optimizer steps, each over `o.accumulate` micro-batches of the
+    loader (leftover micro-batches that cannot fill a step are not used)."""
     model.train()
     sums = np.zeros(4)  # loss * n, top1, top5, n
     data_time = batch_time = 0.0
+    n_micro = o.accumulate
+    total = len(loader) if steps is None else min(steps * n_micro, len(loader))
     end = time.perf_counter()
-    bar = progress(loader, desc=f"epoch {epoch} train", quiet=quiet or not dist.is_main(),
-                   leave=False)
-    for x, y, _ in bar:
+    bar = progress(itertools.islice(loader, total), total=total, desc=f"epoch {epoch} train",
+                   quiet=quiet or not dist.is_main(), leave=False)
+    for i, (x, y, _) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         data_time += time.perf_counter() - end
-        with autocast(device, amp_dtype):
-            loss, video = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if o.clip_grad > 0:
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                     o.clip_grad)
-        scaler.step(opt)
-        scaler.update()
-        if o.schedule == "cosine":
-            scheduler.step()
+        # a loader shorter than one full step (a data set smaller than a batch) still steps
+        first, last = i % n_micro == 0, i % n_micro == n_micro - 1 or i == total - 1
+        if first:
+            opt.zero_grad(set_to_none=True)
+        # DDP: all-reduce only on the micro-batch that ends a step
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") \
+            else model.no_sync()
+        with sync:
+            with autocast(device, amp_dtype):
+                loss, video = model(x, y)
+            scaler.scale(loss / n_micro).backward()
+        if last:
+            if o.clip_grad > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                         o.clip_grad)
+            scaler.step(opt)
+            scaler.update()
+            if o.schedule == "cosine":
+                scheduler.step()
         t1, t5 = topk_hits(video.detach().float(), y)
         sums += [loss.item() * len(y), t1, t5, len(y)]
         batch_time += time.perf_counter() - end
@@ -298,6 +344,9 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     d, clip, m, o, run = (cfgs[k] for k in ("data", "clip", "model", "optim", "run"))
     device = dist.local_device(run.device)
     rank, world = dist.init_distributed(device)
+    if device.type == "cuda":  # the fastest convolution algorithms, unless asked otherwise
+        torch.backends.cudnn.benchmark = not run.deterministic
+        torch.backends.cudnn.deterministic = run.deterministic
     run_dir = Path(run.run_dir)
     data = build_data(d, clip, run.seed)
     cfgs["model"] = m = dataclasses.replace(m, num_classes=len(data.split.classes))
@@ -306,17 +355,17 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
                           config_to_json(cfgs, classes=data.split.classes))
     torch.manual_seed(run.seed)
     model = TSN(m).to(device)
-    channels_last = run.channels_last == "on" or (run.channels_last == "auto"
-                                                  and device.type == "cuda")
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        model.channels_last = True
+    if use_channels_last(run, device):
+        model = model.set_channels_last()
     amp_dtype, use_scaler = amp_settings(run, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     train_ds = VideoDataset(data.train, data.source, clip, train=True, seed=run.seed)
     val_clip = dataclasses.replace(clip, test_segments=clip.num_segments, test_crops=1)
     val_ds = VideoDataset(data.val, data.source, val_clip, train=False, seed=run.seed)
     per_rank_batch = max(d.batch_size // world, 1)
+    if o.accumulate < 1 or per_rank_batch % o.accumulate:
+        raise UserError(f"--accumulate {o.accumulate} must divide the per-process batch "
+                        f"({per_rank_batch} = --batch-size {d.batch_size} / {world} processes)")
     steps_per_epoch = train_steps(len(train_ds), per_rank_batch, world)
     opt = build_optimizer(model, o)
     scheduler = build_scheduler(opt, o, steps_per_epoch)
@@ -336,29 +385,27 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    # one loader for all epochs: persistent workers keep their processes (and page cache
+    # warmth); the epoch reaches the dataset through the sampler's (epoch, index) items
     loader_kw = dict(num_workers=d.workers, pin_memory=device.type == "cuda",
-                     worker_init_fn=seed_worker, persistent_workers=False)
+                     worker_init_fn=seed_worker, persistent_workers=d.workers > 0,
+                     prefetch_factor=4 if d.workers > 0 else None)
     val_part = Subset(val_ds, range(rank, len(val_ds), world))  # each rank its own videos
     val_loader = DataLoader(val_part, batch_size=d.eval_batch_size, shuffle=False,
                             **loader_kw) if len(val_ds) else None
+    sampler = EpochSampler(len(train_ds), run.seed, rank, world)
+    micro_batch = per_rank_batch // o.accumulate
+    loader = DataLoader(train_ds, batch_size=micro_batch, sampler=sampler,
+                        drop_last=drops_last(len(train_ds), per_rank_batch, world), **loader_kw)
     for epoch in range(start_epoch, o.epochs + 1):
         t0 = time.perf_counter()
         torch.manual_seed(run.seed * 100003 + epoch)  # dropout etc.: a function of the epoch
-        train_ds.set_epoch(epoch)
-        g = torch.Generator().manual_seed(run.seed * 100003 + epoch)
-        sampler = (DistributedSampler(train_ds, world, rank, shuffle=True, seed=run.seed)
-                   if world > 1 else None)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loader = DataLoader(train_ds, batch_size=per_rank_batch, shuffle=sampler is None,
-                            sampler=sampler, generator=g,
-                            drop_last=drops_last(len(train_ds), per_rank_batch, world),
-                            **loader_kw)
+        sampler.set_epoch(epoch)
         lr = opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_mult", 1.0)
         row = {"epoch": epoch, "lr": lr}
         row.update(train_one_epoch(ddp_model, loader, opt, scheduler, scaler, device, o,
-                                   amp_dtype, epoch, run.quiet))
-        step += len(loader)
+                                   amp_dtype, epoch, run.quiet, steps_per_epoch))
+        step += steps_per_epoch
         if val_loader is not None:
             row.update(validate(model, val_loader, device, amp_dtype, run.quiet))
         if o.schedule == "step":

@@ -1,6 +1,7 @@
 """The TSN model: one class for both streams, `modality` decides the input channels.
 
-x [B, K, C, H, W] -> the backbone encodes each of the B*K snippets -> features [B, K, D] ->
+x [B, K, C, H, W] (uint8 from the loader, normalised here on the model's device; or float
+already normalised) -> the backbone encodes each of the B*K snippets -> features [B, K, D] ->
 either dropout + linear per segment and a consensus over K (mean | max | var), or an LSTM head
 over the K steps. `forward` returns video logits [B, num_classes]; `forward_segments` also
 returns the per-segment logits [B, K, num_classes] that score files keep.
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..data.transforms import channel_stats, normalize_batch
 from .backbones import build_backbone
 from .consensus import CONSENSUS, segment_consensus
 from .heads import LSTMHead, last_step, lstm_loss
@@ -49,7 +51,11 @@ class TSN(nn.Module):
         if cfg.modality not in ("rgb", "flow"):
             raise UserError(f"unknown modality {cfg.modality!r}; use 'rgb' or 'flow'")
         self.cfg = cfg
-        self.channels_last = False  # set by the engine on CUDA
+        self.channels_last = False  # inputs and weights in NHWC (set by `set_channels_last`)
+        mean, std = channel_stats(cfg.modality, cfg.in_chans)
+        # not in the state dict: checkpoints stay loadable and the values follow the modality
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
         self.backbone, dim = build_backbone(cfg.arch, cfg.weights, cfg.in_chans)
         if cfg.consensus == "lstm":
             self.head = LSTMHead(dim, cfg.num_classes, cfg.lstm_hidden, cfg.lstm_layers,
@@ -70,9 +76,24 @@ class TSN(nn.Module):
         # partial BN keeps pretrained statistics; from scratch there are none worth keeping
         return bns[1:] if self.cfg.partial_bn and self.cfg.weights != "none" else []
 
+    def set_channels_last(self, on: bool = True) -> "TSN":
+        """NHWC weights and inputs (faster convolutions with AMP on tensor-core GPUs)."""
+        self.channels_last = on
+        return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Snippets [N, C, H, W]: uint8 -> normalised float (on x's device); NHWC when
+        channels_last is on."""
+        if x.dtype == torch.uint8:
+            x = normalize_batch(x, self.input_mean, self.input_std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Snippets [N, C, H, W] -> features [N, D]. With a frozen backbone no activations are
-        kept for backward (the CNN-LSTM memory problem)."""
+        """Snippets [N, C, H, W] (uint8 or normalised float) -> features [N, D]. With a frozen
+        backbone no activations are kept for backward (the CNN-LSTM memory problem)."""
+        x = self.prepare(x)
         if self.cfg.freeze_backbone:
             with torch.no_grad():
                 return self.backbone(x)
