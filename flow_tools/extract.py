@@ -335,7 +335,7 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
         from .batched import extract_batched
         results = extract_batched(jobs, device, batch_pairs, max(workers, 1))
         pool = None
-    elif workers <= 1:
+    elif workers <= 1 or len(jobs) <= 1:  # no process pool for nothing (a rerun) or one video
         _init_worker()
         results = map(run_job, jobs)
         pool = None

@@ -54,6 +54,9 @@ class DataConfig:
     workers: int = _f(2, "data-loader worker processes")
     batch_size: int = _f(32, "videos per training batch (global: split over torchrun processes)")
     eval_batch_size: int = _f(4, "videos per evaluation batch")
+    decode: str = _f("auto", "where JPEG rawframes are decoded and augmented: cpu (loader "
+                             "workers) | gpu (the batch, on the device, with nvJPEG) | auto "
+                             "(gpu with CUDA and --frames)", choices=("auto", "cpu", "gpu"))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from . import __version__
 from .data.datasets import VideoDataset
 from .engine import distributed as dist
 from .engine.evaluate import evaluate_dataset
-from .engine.train import Data, build_model_from_checkpoint, use_channels_last
+from .engine.train import Data, build_model_from_checkpoint, decode_mode, use_channels_last
 from .report import git_commit
 from .scores import ScoreFile, save_scores
 
@@ -24,7 +24,8 @@ def write_scores(cfgs: dict, ck_path: Path, ck: dict, data: Data, records: list,
     model = build_model_from_checkpoint(ck).to(device)
     if use_channels_last(run, device):  # the same memory format as training
         model = model.set_channels_last()
-    ds = VideoDataset(records, data.source, clip, train=False, seed=run.seed)
+    ds = VideoDataset(records, data.source, clip, train=False, seed=run.seed,
+                      decode=decode_mode(d, device, data.source))
     out = evaluate_dataset(model, ds, device, d.eval_batch_size, run.max_snippets, d.workers,
                            amp_dtype, run.quiet)
     path = Path(run.run_dir) / f"scores_{split}.npz"

@@ -76,7 +76,7 @@ def test_train_sample_is_the_crop_of_the_frame_resized():
     g = np.random.default_rng(1)
     top, left, h, w = multiscale_crop_box(60, 80, 48, g)
     flipped = g.random() < 0.5
-    interp = cv2.INTER_AREA if (h > 48 and w > 48) else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if (h > 72 and w > 72) else cv2.INTER_LINEAR
     want = cv2.resize(fields[7][1][top:top + h, left:left + w], (48, 48), interpolation=interp)
     if flipped:
         want = want[:, ::-1]

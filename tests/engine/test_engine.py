@@ -366,3 +366,19 @@ def test_bf16_and_channels_last_reach_every_convolution(syn, tmp_path):
         handle.remove()
     with pytest.raises(UserError, match="--amp fp16 needs CUDA"):
         fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))
+
+
+def test_decode_gpu_path_trains_and_evaluates_on_cpu(syn, tmp_path):
+    """--decode gpu (JPEG bytes from the workers, decoded by torchvision in the main process)
+    runs the whole train / evaluate loop; on a CPU it is the code path CUDA takes."""
+    run = tmp_path / "gpu_decode"
+    assert cli.main(["train", *_args(syn, run, "--epochs", "1", "--decode", "gpu",
+                                     "--workers", "1", "--val-ratio", "0.2")],
+                    stream="temporal", modality="flow") == 0
+    assert cli.main(["evaluate", "--run-dir", str(run), "--decode", "gpu", "--test-crops", "3"],
+                    stream="temporal", modality="flow") == 0
+    sf = load_scores(run / "scores_test.npz")
+    assert sf.scores.shape == (24, 12) and np.isfinite(sf.scores).all()
+    import csv
+    row = next(csv.DictReader(open(run / "log.csv")))
+    assert np.isfinite(float(row["val_loss"]))

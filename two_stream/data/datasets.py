@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .frames import FrameReadError, RawframeSource, VideoFileSource
+from .frames import FrameReadError, RawframeSource, VideoFileSource, jpeg_size
+from .jpeg_batch import JpegSample
 from .sampling import test_indices, train_indices
 from .splits import VideoRecord
-from .transforms import TSN_SCALES, flow_snippets, eval_sample, train_sample
+from .transforms import (TSN_SCALES, eval_sample, flow_snippets, multiscale_crop_box,
+                         train_sample)
 from ..errors import UserError
 
 MODALITIES = ("rgb", "flow")
@@ -41,7 +43,9 @@ class VideoDataset(Dataset):
     """TSN samples of `records` read from `source` (rawframes or video files)."""
 
     def __init__(self, records: list[VideoRecord], source: RawframeSource | VideoFileSource,
-                 clip: ClipConfig, train: bool, seed: int = 0):
+                 clip: ClipConfig, train: bool, seed: int = 0, decode: str = "cpu"):
+        """`decode="gpu"`: items are `JpegSample`s (bytes, crop and flip) decoded on the
+        device by `jpeg_batch.decode_samples`; it needs rawframes."""
         if clip.modality not in MODALITIES:
             raise UserError(f"unknown modality {clip.modality!r}; choose from {MODALITIES}")
         if clip.modality == "rgb" and clip.new_length != 1:
@@ -52,6 +56,12 @@ class VideoDataset(Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0
+        if decode not in ("cpu", "gpu"):
+            raise UserError(f"--decode must be cpu or gpu, got {decode!r}")
+        if decode == "gpu" and not isinstance(source, RawframeSource):
+            raise UserError("--decode gpu reads JPEG rawframes (--frames); RGB read from video "
+                            "files is decoded on the CPU: use --decode cpu")
+        self.decode = decode
 
     def set_epoch(self, epoch: int) -> None:
         """New random draws each epoch, reproducible from (seed, epoch, index)."""
@@ -74,20 +84,39 @@ class VideoDataset(Dataset):
     def snippets(self, record: VideoRecord, idx: np.ndarray) -> list[list[np.ndarray]]:
         """Decode the snippets at `idx` [K, L]: per snippet its planes in channel order."""
         if self.clip.modality == "rgb":
-            return [[im] for im in self.source.rgb_list(record.video_id, idx[:, 0])]
+            return [[im] for im in self.source.rgb_list(record.video_id, idx[:, 0], bgr=True)]
         return flow_snippets(self.source.flow_list(record.video_id, idx.reshape(-1)),
                              idx.shape[0])
+
+    def jpeg_sample(self, record: VideoRecord, epoch: int, i: int) -> JpegSample:
+        """The bytes of the sample's images and the same crop / flip draws as the CPU path."""
+        c = self.clip
+        rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
+        idx = self.indices(record, rng)
+        jpegs = (self.source.rgb_bytes(record.video_id, idx[:, 0]) if c.modality == "rgb"
+                 else self.source.flow_bytes(record.video_id, idx.reshape(-1)))
+        data = [torch.from_numpy(d.copy()) for d, _ in jpegs]  # writable, for torch
+        if not self.train:
+            return JpegSample(data, idx.shape[0], c.modality, c.input_size,
+                              scale_size=c.scale_size, num_crops=c.test_crops)
+        h, w = jpeg_size(jpegs[0][0], jpegs[0][1])
+        box = multiscale_crop_box(h, w, c.input_size, rng, c.scales)
+        flip = bool(c.flip and rng.random() < 0.5)
+        return JpegSample(data, idx.shape[0], c.modality, c.input_size, box=box, flip=flip)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int, str]:
         """`item`: an index, or (epoch, index) from a sampler that carries the epoch (so
         persistent loader workers need no `set_epoch`)."""
         epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
         record, c = self.records[i], self.clip
+        if self.decode == "gpu":
+            return self.jpeg_sample(record, epoch, i), record.label, record.video_id
         if self.train:
             rng = np.random.default_rng([self.seed, epoch, i])
             x = train_sample(self.snippets(record, self.indices(record, rng)), c.modality,
-                             c.input_size, rng, c.scales, c.flip, record.video_id)
+                             c.input_size, rng, c.scales, c.flip, record.video_id, bgr=True)
         else:
             x = eval_sample(self.snippets(record, self.indices(record, None)), c.modality,
-                            c.input_size, c.scale_size, c.test_crops, record.video_id)
+                            c.input_size, c.scale_size, c.test_crops, record.video_id,
+                            bgr=True)
         return x, record.label, record.video_id

@@ -10,12 +10,15 @@ import json
 import logging
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from flow_tools.pack import INDEX as PACK_INDEX
+from flow_tools.pack import PACK as PACK_FILE
 from flow_tools.quantize import DEFAULT_BOUND, dequantize
 
 from .splits import INDEX_FILE, VIDEO_EXTENSIONS, load_index, save_index
@@ -53,18 +56,57 @@ LAYOUTS: dict[str, FrameLayout] = {
 }
 
 
-def _path(root: Path, template: str, video_id: str, index0: int) -> Path:
-    return root / template.format(video=video_id, name=video_id.rsplit("/", 1)[-1],
-                                  index=index0 + 1)
+def _path(root: Path, template: str, video_id: str, index0: int) -> str:
+    """The file of a frame, as a string (a loader builds 30 per flow sample: pathlib's joins
+    would cost a tenth of the JPEG decoding)."""
+    return f"{root}/" + template.format(video=video_id, name=video_id.rsplit("/", 1)[-1],
+                                        index=index0 + 1)
 
 
-def read_image(path: Path, grey: bool = False) -> np.ndarray:
-    """uint8 [H, W, 3] RGB, or [H, W] for `grey`; raises FrameReadError naming the file."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+def read_image(path: Path | str, grey: bool = False, bgr: bool = False) -> np.ndarray:
+    """uint8 [H, W, 3] RGB (BGR as decoded with `bgr`: the loader swaps channels after
+    resizing, on fewer pixels), or [H, W] for `grey`; raises FrameReadError naming the file."""
+    img = cv2.imread(path if isinstance(path, str) else str(path),
+                     cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if img is None:
-        what = "missing" if not Path(path).exists() else "unreadable (not an image?)"
+        what = "missing" if not os.path.exists(path) else "unreadable (not an image?)"
         raise FrameReadError(f"{path}: frame {what}")
-    return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img if grey or bgr else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_image(data: np.ndarray, name: str, grey: bool = False, bgr: bool = False
+                 ) -> np.ndarray:
+    """`read_image` for JPEG bytes already in memory (a packed video)."""
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    if img is None:
+        raise FrameReadError(f"{name}: frame unreadable (not a JPEG?)")
+    return img if grey or bgr else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_bytes(path: Path) -> np.ndarray:
+    """The bytes of one JPEG (decoded later, on the device), or a FrameReadError naming it."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except FileNotFoundError:
+        raise FrameReadError(f"{path}: frame missing") from None
+    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        raise FrameReadError(f"{path}: frame unreadable (not a JPEG)")
+    return data
+
+
+def jpeg_size(data: np.ndarray, path: Path) -> tuple[int, int]:
+    """(height, width) from a JPEG's frame header, without decoding it."""
+    b = data.tobytes()
+    i = 2
+    while i + 9 < len(b):
+        if b[i] != 0xFF:
+            break
+        marker = b[i + 1]
+        length = int.from_bytes(b[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(b[i + 5:i + 7], "big"), int.from_bytes(b[i + 7:i + 9], "big")
+        i += 2 + length
+    raise FrameReadError(f"{path}: frame unreadable (no JPEG frame header)")
 
 
 def _count_matching(directory: Path, basename_template: str) -> int:
@@ -124,6 +166,7 @@ class RawframeSource:
                 raise UserError(f"unknown frame layout {layout!r}; choose from {sorted(LAYOUTS)}")
             layout = LAYOUTS[layout]
         self.layout = layout
+        self._packs: OrderedDict[str, dict | None] = OrderedDict()
         if not self.root.is_dir():
             raise FrameReadError(f"{self.root}: frame root not found")
 
@@ -138,7 +181,7 @@ class RawframeSource:
                 return int(meta["num_frames"]), int(meta["num_flows"])
         counts = []
         for template in (self.layout.rgb, self.layout.flow_x):
-            p = _path(self.root, template, video_id, 0)
+            p = Path(_path(self.root, template, video_id, 0))
             counts.append(_count_matching(p.parent, os.path.basename(template)))
         return counts[0], counts[1]
 
@@ -150,9 +193,68 @@ class RawframeSource:
         meta = read_meta(self.root / video_id) if "{video}" in self.layout.rgb else None
         return float(meta.get("bound", DEFAULT_BOUND)) if meta else DEFAULT_BOUND
 
-    def rgb_list(self, video_id: str, indices: np.ndarray) -> list[np.ndarray]:
-        """uint8 [H, W, 3] RGB frames at 0-based `indices` (no stacking copy)."""
-        return [read_image(_path(self.root, self.layout.rgb, video_id, int(i)))
+    def _packed(self, video_id: str) -> dict | None:
+        """The offset index of a packed video (`flow_tools.pack`), or None; a few are kept."""
+        if video_id in self._packs:
+            self._packs.move_to_end(video_id)
+            return self._packs[video_id]
+        index = None
+        if "{video}" in self.layout.rgb:
+            path = self.root / video_id / PACK_INDEX
+            if path.exists():
+                try:
+                    index = json.loads(path.read_text())
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    raise FrameReadError(f"{path}: corrupt pack index ({e}); delete it and "
+                                         "rerun python -m flow_tools.pack") from None
+        self._packs[video_id] = index
+        if len(self._packs) > 64:
+            self._packs.popitem(last=False)
+        return index
+
+    def _jpegs(self, video_id: str, kinds: tuple[str, ...], indices: np.ndarray
+               ) -> list[tuple[np.ndarray, str]]:
+        """(bytes, name) of each index x kind, from the pack (one open) or the loose files."""
+        index = self._packed(video_id)
+        if index is None:
+            templates = {"img": self.layout.rgb, "flow_x": self.layout.flow_x,
+                         "flow_y": self.layout.flow_y}
+            out = []
+            for i in np.ravel(indices):
+                for k in kinds:
+                    path = _path(self.root, templates[k], video_id, int(i))
+                    out.append((jpeg_bytes(path), path))
+            return out
+        pack = self.root / video_id / PACK_FILE
+        out = []
+        with open(pack, "rb") as f:
+            for i in np.ravel(indices):
+                for k in kinds:
+                    entries = index.get(k, [])
+                    if not 0 <= int(i) < len(entries):
+                        raise FrameReadError(f"{pack}: no {k} image {int(i) + 1} (the pack "
+                                             f"holds {len(entries)})")
+                    offset, length = entries[int(i)]
+                    f.seek(offset)
+                    out.append((np.frombuffer(f.read(length), np.uint8),
+                                f"{pack}[{k} {int(i) + 1}]"))
+        return out
+
+    def rgb_bytes(self, video_id: str, indices: np.ndarray) -> list[tuple[np.ndarray, str]]:
+        """(JPEG bytes, name) of RGB frames at 0-based `indices`, either layout."""
+        return self._jpegs(video_id, ("img",), indices)
+
+    def flow_bytes(self, video_id: str, indices: np.ndarray) -> list[tuple[np.ndarray, str]]:
+        """(JPEG bytes, name) of x and y of each flow index, interleaved: x_0, y_0, x_1, ..."""
+        return self._jpegs(video_id, ("flow_x", "flow_y"), indices)
+
+    def rgb_list(self, video_id: str, indices: np.ndarray, bgr: bool = False
+                 ) -> list[np.ndarray]:
+        """uint8 [H, W, 3] RGB (or BGR) frames at 0-based `indices` (no stacking copy)."""
+        if self._packed(video_id) is not None:
+            return [decode_image(d, name, bgr=bgr) for d, name in
+                    self.rgb_bytes(video_id, indices)]
+        return [read_image(_path(self.root, self.layout.rgb, video_id, int(i)), bgr=bgr)
                 for i in np.ravel(indices)]
 
     def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
@@ -162,6 +264,10 @@ class RawframeSource:
     def flow_list(self, video_id: str, indices: np.ndarray
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(x, y) uint8 [H, W] quantised flow images at 0-based flow `indices`."""
+        if self._packed(video_id) is not None:
+            planes = [decode_image(d, name, grey=True) for d, name in
+                      self.flow_bytes(video_id, indices)]
+            return list(zip(planes[0::2], planes[1::2]))
         out = []
         for i in np.ravel(indices):
             x = read_image(_path(self.root, self.layout.flow_x, video_id, int(i)), grey=True)
@@ -269,8 +375,10 @@ class VideoFileSource:
     def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
         return read_video_frames(find_video(self.root, video_id), indices)
 
-    def rgb_list(self, video_id: str, indices: np.ndarray) -> list[np.ndarray]:
-        return list(self.rgb(video_id, indices))
+    def rgb_list(self, video_id: str, indices: np.ndarray, bgr: bool = False
+                 ) -> list[np.ndarray]:
+        frames = self.rgb(video_id, indices)
+        return [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames] if bgr else list(frames)
 
     def flow_list(self, video_id: str, indices: np.ndarray) -> list:
         return self.flow_images(video_id, indices)

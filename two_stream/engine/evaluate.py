@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..data.datasets import VideoDataset
+from ..data.jpeg_batch import collate_jpeg, to_device
 from ..progress import progress
 from . import distributed as dist
 from .train import autocast
@@ -51,9 +52,12 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
     rank, world = dist.get_rank(), dist.get_world_size()
     mine = list(range(rank, len(dataset), world))
     loader = DataLoader(Subset(dataset, mine), batch_size=batch_videos, shuffle=False,
-                        num_workers=workers, pin_memory=device.type == "cuda")
+                        num_workers=workers, pin_memory=device.type == "cuda",
+                        collate_fn=collate_jpeg if dataset.decode == "gpu" else None)
     videos, segs = [], []
     for x, _, _ in progress(loader, desc="evaluate", quiet=quiet or not dist.is_main()):
+        if isinstance(x, list):  # --decode gpu: JPEG bytes, decoded on the device
+            x = to_device(x, device)
         v, s = score_views(model, x, max_snippets, device, amp_dtype)
         videos.append(v.cpu().numpy())
         segs.append(s.cpu().numpy())

@@ -28,6 +28,7 @@ from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
 from ..data.datasets import ClipConfig, VideoDataset
 from ..data.frames import FrameReadError, RawframeSource, VideoFileSource
+from ..data.jpeg_batch import collate_jpeg, to_device
 from ..data.splits import (Split, VideoRecord, folder_split, hmdb51_split, resolve_records,
                            ucf101_split, validation_split)
 from ..models.tsn import TSN, ModelConfig
@@ -122,6 +123,8 @@ class EpochSampler(Sampler):
 
 def seed_worker(worker_id: int) -> None:
     """Loader workers: numpy/python seeds from the torch seed the loader gave this worker."""
+    import cv2
+    cv2.setNumThreads(1)  # one core per worker: N workers use N cores
     s = torch.initial_seed() % 2 ** 32
     np.random.seed(s)
     import random
@@ -181,6 +184,13 @@ def amp_settings(run: RunConfig, device: torch.device) -> tuple[torch.dtype | No
     return (torch.bfloat16 if mode == "bf16" else torch.float16), mode == "fp16"
 
 
+def decode_mode(d: DataConfig, device: torch.device, source) -> str:
+    """`--decode`: auto decodes on the GPU when there is one and the frames are JPEGs."""
+    if d.decode != "auto":
+        return d.decode
+    return "gpu" if device.type == "cuda" and isinstance(source, RawframeSource) else "cpu"
+
+
 def use_channels_last(run: RunConfig, device: torch.device) -> bool:
     """NHWC for weights and inputs: `on`, or `auto` on CUDA (where tensor cores gain)."""
     return run.channels_last == "on" or (run.channels_last == "auto" and device.type == "cuda")
@@ -221,7 +231,7 @@ def train_one_epoch(model, loader, opt, scheduler, scaler, device, o: OptimConfi
     bar = progress(itertools.islice(loader, total), total=total, desc=f"epoch {epoch} train",
                    quiet=quiet or not dist.is_main(), leave=False)
     for i, (x, y, _) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
         data_time += time.perf_counter() - end
         # a loader shorter than one full step (a data set smaller than a batch) still steps
         first, last = i % n_micro == 0, i % n_micro == n_micro - 1 or i == total - 1
@@ -261,7 +271,7 @@ def validate(model, loader, device, amp_dtype, quiet: bool) -> dict:
     sums = np.zeros(4)
     for x, y, _ in progress(loader, desc="validate", quiet=quiet or not dist.is_main(),
                             leave=False):
-        x, y = x.to(device), y.to(device)
+        x, y = to_device(x, device), y.to(device)
         x = x[:, 0]  # [B, crops=1, K, C, H, W] -> [B, K, C, H, W]
         with autocast(device, amp_dtype):
             loss, video = core.loss(x, y)
@@ -359,9 +369,12 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
         model = model.set_channels_last()
     amp_dtype, use_scaler = amp_settings(run, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    train_ds = VideoDataset(data.train, data.source, clip, train=True, seed=run.seed)
+    decode = decode_mode(d, device, data.source)
+    train_ds = VideoDataset(data.train, data.source, clip, train=True, seed=run.seed,
+                            decode=decode)
     val_clip = dataclasses.replace(clip, test_segments=clip.num_segments, test_crops=1)
-    val_ds = VideoDataset(data.val, data.source, val_clip, train=False, seed=run.seed)
+    val_ds = VideoDataset(data.val, data.source, val_clip, train=False, seed=run.seed,
+                          decode=decode)
     per_rank_batch = max(d.batch_size // world, 1)
     if o.accumulate < 1 or per_rank_batch % o.accumulate:
         raise UserError(f"--accumulate {o.accumulate} must divide the per-process batch "
@@ -389,7 +402,8 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     # warmth); the epoch reaches the dataset through the sampler's (epoch, index) items
     loader_kw = dict(num_workers=d.workers, pin_memory=device.type == "cuda",
                      worker_init_fn=seed_worker, persistent_workers=d.workers > 0,
-                     prefetch_factor=4 if d.workers > 0 else None)
+                     prefetch_factor=4 if d.workers > 0 else None,
+                     collate_fn=collate_jpeg if decode == "gpu" else None)
     val_part = Subset(val_ds, range(rank, len(val_ds), world))  # each rank its own videos
     val_loader = DataLoader(val_part, batch_size=d.eval_batch_size, shuffle=False,
                             **loader_kw) if len(val_ds) else None
