@@ -24,7 +24,7 @@ from flow_tools.flow import resolve_device
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.engine.evaluate import evaluate_dataset
 from two_stream.models.tsn import TSN, ModelConfig
-from two_stream.report import write_run_json, write_table
+from two_stream.report import note_start, write_run_json, write_table
 
 UCF101_TEST_VIDEOS = 3783  # split 1
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="ResNet-18, 25 x 1 views, 4 videos")
     p.add_argument("--out", default="results/eval_speed")
     args = p.parse_args(argv)
+    note_start()
     if args.quick:
         args.archs, args.crops, args.videos = ["resnet18"], 1, 4
     device = resolve_device(args.device)

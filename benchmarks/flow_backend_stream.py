@@ -19,7 +19,7 @@ import pandas as pd
 from benchmarks.suite import PRESETS, step_data, step_train_and_score, stream_configs
 from flow_tools.extract import ExtractConfig, extract_all
 from two_stream.metrics import bootstrap_ci, mcnemar_p, strict_correct, topk_correct
-from two_stream.report import write_run_json, write_table
+from two_stream.report import note_start, write_run_json, write_table
 from two_stream.scores import load_scores
 
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resamples", type=int, default=1000)
     args = p.parse_args(argv)
+    note_start()
     work = Path(args.work_dir)
     suite_args = argparse.Namespace(
         dataset="synthetic", seed=args.seed, synthetic_clips_per_group=None,

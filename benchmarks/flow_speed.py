@@ -36,7 +36,7 @@ from flow_tools.flow import (ALGORITHMS, FlowParams, compute_flow, endpoint_erro
 from flow_tools.quantize import dequantize, quantize
 from two_stream.data.frames import read_video_frames
 from two_stream.data.synthetic import write_video
-from two_stream.report import write_run_json, write_table
+from two_stream.report import note_start, write_run_json, write_table
 
 CLIPS = ["ucf101/v_Diving_g03_c07.avi", "ucf101/v_TennisSwing_g14_c03.avi",
          "hmdb51/TrumanShow_wave_f_nm_np1_fr_med_26.avi", "slipping/6100_2.mp4"]
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="which tables to (re)compute; each writes its own run_<section>.json")
     p.add_argument("--out", default="results/flow")
     args = p.parse_args(argv)
+    note_start()
     fixtures = Path(args.fixtures)
     resolve_device(args.device)
     cv2.setNumThreads(1)

@@ -23,7 +23,7 @@ from two_stream.fusion import METHODS, NORMS, Row, consensus_from_snippets, fusi
 from two_stream.metrics import confusion_matrix
 from two_stream.atomic import atomic_path
 from two_stream.errors import EXIT_CODES_HELP, run_cli
-from two_stream.report import sha256, write_run_json, write_table
+from two_stream.report import note_start, sha256, write_run_json, write_table
 from two_stream.scores import ScoreFile, ScoreFileError, align, load_any
 
 
@@ -177,6 +177,7 @@ def files_columns(files) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
+    note_start()
     start = time.perf_counter()
     out = Path(args.out)
     files = load_streams(args.stream, args)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from two_stream.fusion import FIXED_METHODS, fusion_rows
-from two_stream.report import write_run_json, write_table
+from two_stream.report import note_start, write_run_json, write_table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--streams", type=int, default=2)
     p.add_argument("--out", default="results/fusion_speed")
     args = p.parse_args(argv)
+    note_start()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = []

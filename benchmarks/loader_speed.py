@@ -33,7 +33,7 @@ from flow_tools.pack import pack_video
 from two_stream.data.frames import RawframeSource
 
 from two_stream.data.datasets import ClipConfig, VideoDataset
-from two_stream.report import write_run_json, write_table
+from two_stream.report import note_start, write_run_json, write_table
 
 
 def time_loader(ds, workers: int, batches: int, bound, batch_size: int = 8, repeats: int = 3
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="rawframes made here once")
     p.add_argument("--out", default="results/loader")
     args = p.parse_args(argv)
+    note_start()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     rows = []

@@ -40,7 +40,8 @@ from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion import fuse_fixed
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct
 from two_stream.models.tsn import ModelConfig
-from two_stream.report import atomic_write_text, markdown_table, write_run_json, write_table
+from two_stream.report import (atomic_write_text, markdown_table, note_start, write_run_json,
+                               write_table)
 from two_stream.scores import ScoreFile, load_scores
 from two_stream.scoring import write_scores
 
@@ -337,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    note_start()
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(message)s")
     args.name = args.name or ("demo" if args.dataset == "synthetic" else

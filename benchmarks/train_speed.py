@@ -30,7 +30,7 @@ from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.engine.train import (EpochSampler, build_optimizer, build_scheduler,
                                      train_one_epoch)
 from two_stream.models.tsn import TSN, ModelConfig
-from two_stream.report import write_run_json, write_table
+from two_stream.report import note_start, write_run_json, write_table
 
 SEGMENTS, FLOW_LENGTH, SIZE = 3, 5, 224
 
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="ResNet-18, batch 4, 3 steps")
     p.add_argument("--out", default="results/train_speed")
     args = p.parse_args(argv)
+    note_start()
     if args.quick:
         args.archs, args.batch_size, args.steps = ["resnet18"], 4, 3
     device = resolve_device(args.device)

@@ -78,11 +78,21 @@ def environment() -> dict:
     }
 
 
+_commit_at_start: str | None = None
+
+
+def note_start() -> None:
+    """Remember the code's commit now: a long benchmark records the code it started with, not
+    whatever is checked out when it finishes."""
+    global _commit_at_start
+    _commit_at_start = git_commit()
+
+
 def write_run_json(out_dir: str | os.PathLike, filename: str = "run.json", **extra) -> dict:
     """`<out>/run.json` (or `filename`, for a benchmark whose tables are made by separate
     runs): the command, git commit, versions, machine and date, plus `extra`."""
     info = {"command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
-            "cwd": os.getcwd(), "git_commit": git_commit(),
+            "cwd": os.getcwd(), "git_commit": _commit_at_start or git_commit(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **extra}
     atomic_write_text(Path(out_dir) / filename, json.dumps(info, indent=2, default=str) + "\n")
     return info
