@@ -35,7 +35,8 @@ from two_stream.data.splits import resolve_records
 from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
-from two_stream.engine.train import build_data, fit
+from two_stream.data.build import build_data
+from two_stream.engine.train import fit
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion import fuse_fixed
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct

@@ -63,6 +63,17 @@ class ExtractConfig:
     flow_images: bool = True
     jpeg_quality: int = 95
 
+    @classmethod
+    def from_record(cls, rec: dict) -> "ExtractConfig":
+        """The inverse of `record`: the configuration some rawframes were made with."""
+        return cls(flow=FlowParams.from_record(rec["flow"]) if rec.get("flow") else FlowParams(),
+                   bound=float(rec.get("bound", DEFAULT_BOUND)),
+                   new_short=int(rec.get("new_short") or 0),
+                   new_size=tuple(rec["new_size"]) if rec.get("new_size") else None,
+                   step=int(rec.get("step", 1)), rgb=bool(rec.get("rgb", True)),
+                   flow_images=bool(rec.get("flow_images", True)),
+                   jpeg_quality=int(rec.get("jpeg_quality", 95)))
+
     def record(self) -> dict:
         """The parameters a rerun must match, as plain JSON."""
         return {"format_version": FORMAT_VERSION,

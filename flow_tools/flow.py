@@ -71,6 +71,18 @@ class FlowParams:
             raise UserError(f"the torch backend computes TV-L1 only, not {self.algorithm!r}; "
                             "use --backend opencv")
 
+    @classmethod
+    def from_record(cls, rec: dict) -> "FlowParams":
+        """The inverse of `record` (meta.json, a checkpoint's input): what ran, to run again."""
+        rec = dict(rec)
+        algorithm = rec.pop("algorithm")
+        backend = rec.pop("backend", "opencv")
+        if algorithm == "tvl1":
+            return cls("tvl1", TVL1Params(**rec), backend=backend)
+        if algorithm == "dis":
+            return cls("dis", dis_preset=rec.get("preset", "medium"), backend=backend)
+        return cls(algorithm, farneback=FarnebackParams(**rec), backend=backend)
+
     def record(self) -> dict:
         """Only the parameters of the chosen algorithm."""
         if self.algorithm == "tvl1":
@@ -119,19 +131,24 @@ def compute_flow(frames: np.ndarray, algorithm: str | FlowParams = "tvl1", step:
     if len(grey) <= step:
         raise UserError(f"need more than {step} frames for flow with step {step}, "
                         f"got {len(grey)}")
+    return pair_flows(grey[:-step], grey[step:], params, device, batch_pairs)
+
+
+def pair_flows(prev: np.ndarray, nxt: np.ndarray, params: FlowParams, device: str = "cpu",
+               batch_pairs: int = 16) -> np.ndarray:
+    """Flow from each prev[i] to nxt[i] (grey uint8 [N, H, W]): float32 [N, H, W, 2]."""
     if params.backend == "torch":
         import torch
 
         from .tvl1_torch import tvl1
         dev = resolve_device(device)
-        g = torch.from_numpy(np.ascontiguousarray(grey))
-        n = len(grey) - step
-        out = [tvl1(g[i:min(i + batch_pairs, n)], g[i + step:min(i + batch_pairs, n) + step],
-                    params.tvl1, dev).cpu() for i in range(0, n, batch_pairs)]
+        a = torch.from_numpy(np.ascontiguousarray(prev))
+        b = torch.from_numpy(np.ascontiguousarray(nxt))
+        out = [tvl1(a[i:i + batch_pairs], b[i:i + batch_pairs], params.tvl1, dev).cpu()
+               for i in range(0, len(a), batch_pairs)]
         return torch.cat(out).numpy().astype(np.float32)
     fn = make_flow_fn(params)
-    return np.stack([fn(grey[i], grey[i + step]) for i in range(len(grey) - step)]
-                    ).astype(np.float32)
+    return np.stack([fn(x, y) for x, y in zip(prev, nxt)]).astype(np.float32)
 
 
 def resolve_device(device: str):

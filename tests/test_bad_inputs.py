@@ -14,7 +14,7 @@ from benchmarks import fuse, suite
 from flow_tools import extract
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams
-from two_stream import cli, scores
+from two_stream import cli, predict, scores
 from two_stream.data import synthetic
 from two_stream.data.synthetic import SyntheticConfig, generate
 from two_stream.scores import ScoreFile, save_scores
@@ -142,6 +142,11 @@ CASES = [
                                                                  "Grow" / "v_Grow_g01_c01.avi"),
                                                       "--checkpoint", str(b)],
      "cannot load as a checkpoint"),
+    ("predict2", "corrupt_video", lambda e, b: [str(b), "--spatial",
+                                                str(e / "bad_foreign_checkpoint")],
+     "not a two_stream checkpoint"),
+    ("predict2", "binary_text", lambda e, b: [str(b), "--spatial", str(e / "nothing.pt")],
+     "not a video extension and not a text list file"),
     ("suite", "binary_text", lambda e, b: ["--dataset", "ucf101", "--split-dir",
                                            str(_splits(e, b)), "--frames", str(e / "frames"),
                                            "--work-dir", str(e / "suite"), "--results-root",
@@ -173,7 +178,7 @@ def _train(e: Path, *extra: str, cmd: str = "train") -> list[str]:
 
 MAINS = {"fuse": fuse.main, "convert": scores.main, "extract": extract.main,
          "train": cli.main, "evaluate": cli.main, "predict": cli.main, "suite": suite.main,
-         "synthetic": synthetic.main}
+         "synthetic": synthetic.main, "predict2": predict.main}
 
 
 @pytest.mark.parametrize("entry,kind,argv,message", CASES,
@@ -189,6 +194,7 @@ def test_bad_input(env, entry, kind, argv, message, capsys):
     assert "Traceback" not in captured.out + captured.err
     assert message in err, err
     named = {("predict", "corrupt_video"): "bad_foreign_checkpoint",
+             ("predict2", "corrupt_video"): "bad_foreign_checkpoint",
              ("train", "binary_text"): f"splits_{bad.name}/classInd.txt",
              ("suite", "binary_text"): f"splits_{bad.name}/classInd.txt"}.get((entry, kind),
                                                                               str(bad))

@@ -16,7 +16,8 @@ import torch
 from .config import MODALITY_DEFAULTS, add_config_args, configs_from_args, load_config_defaults
 from .engine import distributed as dist
 from .engine.checkpoint import load_checkpoint
-from .engine.train import amp_settings, build_data, build_model_from_checkpoint, fit
+from .data.build import build_data
+from .engine.train import amp_settings, build_model_from_checkpoint, fit
 from .scoring import write_scores
 from .metrics import class_mean, topk_accuracy, topk_correct
 from .errors import EXIT_CODES_HELP, UserError, run_cli
@@ -47,16 +48,12 @@ def build_parser(stream: str, modality: str, defaults: dict) -> argparse.Argumen
             s.add_argument("--eval-split", choices=("test", "val"), default="test",
                            help="which records to score (default: %(default)s)")
         add_config_args(s, defaults)
-    s = sub.add_parser("predict", help="top-5 classes of one video file")
-    s.add_argument("video", help="a video file")
-    s.add_argument("--checkpoint", required=True, help="checkpoint_best.pt of a run")
+    s = sub.add_parser("predict", help="top-5 classes of one video file (both streams fused: "
+                                       "python -m two_stream.predict)")
+    s.add_argument("video", help="a video file, a folder or a list file")
+    s.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint")
     s.add_argument("--topk", type=int, default=5)
     s.add_argument("--device", default="auto")
-    s.add_argument("--flow-algorithm", default="tvl1", choices=("tvl1", "dis", "farneback"),
-                   help="flow computed on the fly for the temporal stream (default: tvl1)")
-    s.add_argument("--new-short", type=int, default=0,
-                   help="resize the short side before flow, as the training rawframes were "
-                        "(default: the checkpoint's scale size)")
     return p
 
 
@@ -116,47 +113,18 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
     return path
 
 
-def predict_cmd(args: argparse.Namespace) -> list[tuple[str, float]]:
-    from flow_tools.flow import FlowParams, compute_flow
-    from flow_tools.quantize import quantize
-    from .data.frames import read_video_frames
-    from .data.sampling import test_indices
-    from .data.transforms import flow_snippets, eval_sample
-    import cv2
-
-    ck = load_checkpoint(args.checkpoint)
-    model = build_model_from_checkpoint(ck).eval()
-    c = ck["config"]["clip"]
-    frames = read_video_frames(args.video)  # [T, H, W, 3] RGB
-    short = args.new_short or c["scale_size"]
-    h, w = frames.shape[1:3]
-    if min(h, w) != short:
-        size = (round(w * short / h), short) if h <= w else (short, round(h * short / w))
-        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-    if c["modality"] == "rgb":
-        idx = test_indices(len(frames), c["test_segments"], 1)
-        snippets = [[f] for f in frames[idx[:, 0]]]
-    else:
-        flow = compute_flow(frames, FlowParams(args.flow_algorithm))
-        idx = test_indices(len(flow), c["test_segments"], c["new_length"])
-        q = quantize(flow[idx.reshape(-1)], 20.0)  # the rawframes' encoding, bound 20
-        snippets = flow_snippets([(f[..., 0], f[..., 1]) for f in q], len(idx))
-    views = eval_sample(snippets, c["modality"], c["input_size"], c["scale_size"],
-                        c["test_crops"], args.video)
-    with torch.no_grad():
-        from .engine.evaluate import score_views
-        video, _ = score_views(model, views[None], 256, torch.device("cpu"))
-    prob = torch.softmax(video[0], 0)
-    top = prob.topk(min(args.topk, len(prob)))
-    result = [(ck["classes"][i], float(p)) for p, i in zip(top.values, top.indices)]
-    for name, p in result:
-        print(f"{p:6.1%}  {name}")
-    return result
+def predict_cmd(args: argparse.Namespace, stream: str) -> int:
+    """`predict VIDEO --checkpoint CK`: this stream alone, through two_stream.predict."""
+    from . import predict
+    pargs = predict.get_args_parser().parse_args(
+        [args.video, f"--{stream}", args.checkpoint, "--topk", str(args.topk), "--device",
+         args.device])
+    return predict.run(pargs)
 
 
 def main(argv: list[str] | None = None, stream: str = "spatial", modality: str = "rgb") -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    def body() -> None:
+    def body() -> int | None:
         args = parse(argv, stream, modality)  # --config is read here: its errors are user errors
         if args.cmd == "train":
             run_dir = fit(configs_from_args(args))
@@ -166,5 +134,5 @@ def main(argv: list[str] | None = None, stream: str = "spatial", modality: str =
         elif args.cmd == "evaluate":
             evaluate_cmd(args, stream)
         else:
-            predict_cmd(args)
+            return predict_cmd(args, stream)
     return run_cli(body)

@@ -10,7 +10,8 @@ from . import __version__
 from .data.datasets import VideoDataset
 from .engine import distributed as dist
 from .engine.evaluate import evaluate_dataset
-from .engine.train import Data, build_model_from_checkpoint, decode_mode, use_channels_last
+from .data.build import Data
+from .engine.train import build_model_from_checkpoint, decode_mode, use_channels_last
 from .report import git_commit
 from .scores import ScoreFile, save_scores
 

@@ -140,11 +140,11 @@ def test_two_process_gloo_evaluation_equals_one_process(syn, trained_flow_run, t
 def test_predict_one_video(syn, trained_flow_run, capsys):
     video = syn / "videos" / "Grow" / "v_Grow_g01_c01.avi"
     rc = cli.main(["predict", str(video), "--checkpoint",
-                   str(trained_flow_run / "checkpoint_best.pt"), "--flow-algorithm", "dis"],
+                   str(trained_flow_run / "checkpoint_best.pt")],
                   stream="temporal", modality="flow")
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5 and all("%" in ln for ln in lines)
+    assert lines[0] == "temporal:" and len(lines) == 6 and all("%" in ln for ln in lines[1:])
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -300,7 +300,7 @@ def test_persistent_workers_still_reach_each_epochs_sampling(syn, tmp_path):
     and 2 workers give exactly the samples of 0 workers."""
     from torch.utils.data import DataLoader
     from two_stream.engine.train import EpochSampler
-    from two_stream.engine.train import build_data
+    from two_stream.data.build import build_data
     cfgs = _cfgs(_args(syn, tmp_path / "r", "--num-segments", "2"))
     data = build_data(cfgs["data"], cfgs["clip"], 0)
     ds = VideoDataset(data.train[:6], data.source, cfgs["clip"], train=True, seed=0)

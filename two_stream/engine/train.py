@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import csv
 import dataclasses
 import logging
@@ -27,10 +28,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
 from ..data.datasets import ClipConfig, VideoDataset
-from ..data.frames import FrameReadError, RawframeSource, VideoFileSource
+from ..data.build import Data, build_data
+from ..data.frames import RawframeSource, read_meta
 from ..data.jpeg_batch import collate_jpeg, to_device
-from ..data.splits import (Split, VideoRecord, folder_split, hmdb51_split, resolve_records,
-                           ucf101_split, validation_split)
 from ..models.tsn import TSN, ModelConfig
 from ..progress import progress
 from . import distributed as dist
@@ -38,59 +38,6 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint
 from ..errors import UserError
 
 log = logging.getLogger("two_stream.train")
-
-
-# --- data ----------------------------------------------------------------------------------
-
-def load_split(d: DataConfig) -> Split:
-    if d.dataset == "ucf101":
-        return ucf101_split(d.split_dir, d.split)
-    if d.dataset == "hmdb51":
-        return hmdb51_split(d.split_dir, d.split)
-    if not d.videos:
-        raise UserError("--dataset folder needs --videos (a <Class>/<video> folder)")
-    lists = Path(d.split_dir or Path(d.videos).parent / "splits")
-    if (lists / "classInd.txt").exists():
-        return ucf101_split(lists, 1)
-    return folder_split(d.videos, lists, d.folder_test_ratio)
-
-
-def make_source(d: DataConfig, modality: str):
-    if d.frames:
-        return RawframeSource(d.frames, d.frame_layout)
-    if modality == "flow":
-        raise UserError("the flow stream needs --frames (run python -m flow_tools.extract)")
-    if not d.videos:
-        raise UserError("give --frames (rawframes) or --videos (RGB from video files)")
-    return VideoFileSource(d.videos)
-
-
-@dataclass
-class Data:
-    split: Split
-    source: object
-    train: list[VideoRecord]
-    val: list[VideoRecord]
-    test: list[VideoRecord]
-
-
-def build_data(d: DataConfig, clip: ClipConfig, seed: int) -> Data:
-    """Split -> (train, group-disjoint validation, test) records with frame counts."""
-    split = load_split(d)
-    source = make_source(d, clip.modality)
-    train, val = (validation_split(split.train, d.val_ratio, seed) if d.val_ratio > 0
-                  else (split.train, []))
-    everything = train + val + split.test
-    counts = source.counts([r.video_id for r in everything])
-    res = {r.video_id: r for r in resolve_records(everything, counts)}
-    attr = "num_frames" if clip.modality == "rgb" else "num_flows"
-    empty = [v for v, r in res.items() if getattr(r, attr) < 1]
-    if empty:
-        what = "frames" if clip.modality == "rgb" else "flow fields"
-        raise FrameReadError(f"{len(empty)} videos have no {what} under {d.frames or d.videos}, "
-                             f"e.g. {empty[0]!r}; extract them first")
-    return Data(split, source, [res[r.video_id] for r in train], [res[r.video_id] for r in val],
-                [res[r.video_id] for r in split.test])
 
 
 class EpochSampler(Sampler):
@@ -340,13 +287,30 @@ def train_steps(num_videos: int, per_rank_batch: int, world: int) -> int:
 
 
 def checkpoint_state(model, opt, scheduler, scaler, epoch: int, step: int, best: float,
-                     cfgs: dict, classes: list[str]) -> dict:
+                     cfgs: dict, classes: list[str], input_meta: dict | None = None) -> dict:
     core = model.module if hasattr(model, "module") else model
-    return {"model": core.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch, "step": step, "best_val_top1": float(best), "rng": rng_state(),
-            "config": {k: dataclasses.asdict(v) for k, v in cfgs.items()},
-            "classes": list(classes)}
+    state = {"model": core.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+             "epoch": epoch, "step": step, "best_val_top1": float(best), "rng": rng_state(),
+             "config": {k: dataclasses.asdict(v) for k, v in cfgs.items()},
+             "classes": list(classes)}
+    if input_meta:
+        state["input"] = input_meta
+    return state
+
+
+def rawframe_input(data: Data) -> dict | None:
+    """How the training rawframes were made (extraction parameters, bound, frame size, from a
+    training video's meta.json): inference recomputes its input exactly so. None when the
+    frames have no meta.json (another extractor) or come straight from videos."""
+    if not isinstance(data.source, RawframeSource) or not data.train:
+        return None
+    meta = read_meta(data.source.root / data.train[0].video_id)
+    if meta is None or "params" not in meta:
+        return None
+    return json.loads(json.dumps({"extraction": meta["params"], "bound": meta.get("bound"),
+                                  "width": meta.get("width"), "height": meta.get("height"),
+                                  "flow_backend": meta.get("flow_backend")}))
 
 
 def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
@@ -359,6 +323,7 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
         torch.backends.cudnn.deterministic = run.deterministic
     run_dir = Path(run.run_dir)
     data = build_data(d, clip, run.seed)
+    input_meta = rawframe_input(data)
     cfgs["model"] = m = dataclasses.replace(m, num_classes=len(data.split.classes))
     if dist.is_main():
         atomic_write_text(run_dir / "config.json",
@@ -432,7 +397,7 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
         best = max(best, score)
         if dist.is_main():
             state = checkpoint_state(model, opt, scheduler, scaler, epoch, step, best, cfgs,
-                                     data.split.classes)
+                                     data.split.classes, input_meta)
             save_checkpoint(last, state)
             if improved:
                 save_checkpoint(run_dir / "checkpoint_best.pt", state)

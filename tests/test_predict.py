@@ -1,0 +1,109 @@
+"""Two-stream prediction: the input rebuilt from a video file equals the evaluation input from
+its extracted rawframes; fused output for one video; a folder with a broken video; errors."""
+import csv
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from flow_tools.extract import ExtractConfig, extract_all
+from flow_tools.flow import FlowParams
+from two_stream import cli, predict
+from two_stream.data.build import build_data
+from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.engine.checkpoint import load_checkpoint, save_checkpoint
+
+TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frames=12,
+                       width=72, height=56)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pred")
+    generate(root / "syn", TINY, quiet=True)
+    # short side 48, not the clips' 56: prediction must resize as the extraction did
+    extract_all(root / "syn" / "videos", root / "frames",
+                ExtractConfig(flow=FlowParams("dis"), new_short=48), quiet=True)
+    common = ["--split-dir", str(root / "syn" / "splits"), "--frames", str(root / "frames"),
+              "--input-size", "32", "--scale-size", "40", "--num-segments", "2",
+              "--test-segments", "3", "--epochs", "1", "--batch-size", "8", "--workers", "0",
+              "--quiet", "--val-ratio", "0"]
+    for stream, modality, extra in (("spatial", "rgb", []), ("temporal", "flow",
+                                                             ["--new-length", "3"])):
+        assert cli.main(["train", *common, *extra, "--run-dir", str(root / stream)],
+                        stream=stream, modality=modality) == 0
+    return root
+
+
+@pytest.mark.parametrize("stream", ["spatial", "temporal"])
+def test_input_from_the_video_equals_the_input_from_its_rawframes(runs, stream):
+    """Same resize, flow, quantisation and JPEG encoding as the extraction: the views built
+    from the video file are those evaluation builds from the rawframes (to the byte)."""
+    s = predict.load_stream(stream, runs / stream, torch.device("cpu"))
+    assert s.extraction.new_short == 48 and s.extraction.flow.algorithm == "dis"
+    ck = load_checkpoint(runs / stream / "checkpoint_best.pt")
+    from two_stream.config import DataConfig
+    d = DataConfig(**ck["config"]["data"])
+    clip = ClipConfig(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in ck["config"]["clip"].items()})
+    data = build_data(d, clip, 0)
+    record = data.test[0]
+    want = VideoDataset([record], data.source, clip, train=False)[0][0]
+    video = runs / "syn" / "videos" / f"{record.video_id}.avi"
+    got = predict.stream_input(s, video)
+    assert got.shape == want.shape and torch.equal(got, want)
+
+
+def test_fused_prediction_of_one_video(runs, capsys):
+    video = runs / "syn" / "videos" / "Grow" / "v_Grow_g01_c01.avi"
+    assert predict.main([str(video), "--spatial", str(runs / "spatial"), "--temporal",
+                         str(runs / "temporal"), "--topk", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "spatial:" and out[4] == "temporal:" and out[8].startswith(
+        "fused (weighted 1:1.5, norm none):")
+    probs = [float(line.split("%")[0]) for line in out[9:12]]
+    assert probs == sorted(probs, reverse=True) and all(0 <= p <= 100 for p in probs)
+    # the fused scores are the weighted sum of the streams' logits (TSN's rule)
+    streams = predict.load_streams(predict.get_args_parser().parse_args(
+        [str(video), "--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal")]))
+    a = predict.stream_scores(streams[0], video)
+    b = predict.stream_scores(streams[1], video)
+    fused = predict.fuse({"spatial": a, "temporal": b}, "weighted", "none", [1.0, 1.5])
+    np.testing.assert_allclose(fused, a + 1.5 * b, rtol=1e-6)
+
+
+def test_folder_goes_on_past_a_broken_video(runs, tmp_path, capsys):
+    folder = tmp_path / "videos" / "C"
+    folder.mkdir(parents=True)
+    good = runs / "syn" / "videos" / "MoveUp" / "v_MoveUp_g01_c01.avi"
+    (folder / "good.avi").write_bytes(good.read_bytes())
+    (folder / "broken.avi").write_bytes(b"RIFF" + bytes(500))
+    out = tmp_path / "preds.csv"
+    rc = predict.main([str(tmp_path / "videos"), "--temporal", str(runs / "temporal"),
+                       "--out", str(out), "--quiet"])
+    assert rc == 1
+    rows = {r["video_id"]: r for r in csv.DictReader(open(out))}
+    assert rows["C/good"]["error"] == "" and rows["C/good"]["top1"]
+    assert "cannot open" in rows["C/broken"]["error"] and rows["C/broken"]["top1"] == ""
+    assert "1 unreadable" in capsys.readouterr().out
+
+
+def test_errors_and_old_checkpoints(runs, tmp_path, capsys, caplog):
+    video = runs / "syn" / "videos" / "Grow" / "v_Grow_g01_c01.avi"
+    ck = load_checkpoint(runs / "spatial" / "checkpoint_best.pt")
+    ck["classes"] = ck["classes"][::-1]
+    save_checkpoint(tmp_path / "other.pt", ck)
+    assert predict.main([str(video), "--spatial", str(tmp_path / "other.pt"), "--temporal",
+                         str(runs / "temporal")]) == 2
+    assert "must be trained on one class list" in capsys.readouterr().err
+    old = load_checkpoint(runs / "spatial" / "checkpoint_best.pt")
+    del old["input"]
+    save_checkpoint(tmp_path / "old.pt", old)
+    with caplog.at_level(logging.WARNING, logger="two_stream.predict"):
+        assert predict.main([str(video), "--spatial", str(tmp_path / "old.pt")]) == 0
+    assert "checkpoint without the extraction parameters" in caplog.text
+    assert predict.main([str(tmp_path / "missing.avi"), "--spatial",
+                         str(runs / "spatial")]) == 2
+    assert "missing.avi: video not found" in capsys.readouterr().err
