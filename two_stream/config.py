@@ -94,6 +94,10 @@ class RunConfig:
                              "else last)")
     max_snippets: int = _f(256, "evaluation: most snippets per forward pass (a video's "
                                 "segments x crops are split into chunks of this size)")
+    save_features: bool = _f(False, "evaluate: also write features_<split>.npz, the pooled "
+                                    "backbone features of every test snippet (crops averaged)")
+    feature_stride: int = _f(0, "evaluate --save-features: a snippet every this many frames "
+                                "instead of the test segments (0: the test segments)")
     quiet: bool = _f(False, "no progress bars")
     deterministic: bool = _f(False, "deterministic cuDNN algorithms instead of the fastest "
                                     "(cudnn.benchmark, on by default with CUDA); resume is "

@@ -1,4 +1,5 @@
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -382,3 +383,30 @@ def test_decode_gpu_path_trains_and_evaluates_on_cpu(syn, tmp_path):
     import csv
     row = next(csv.DictReader(open(run / "log.csv")))
     assert np.isfinite(float(row["val_loss"]))
+
+
+def test_evaluate_saves_snippet_features(syn, trained_flow_run, tmp_path):
+    """--save-features: pooled backbone features per test snippet, crops averaged, keyed by
+    video id; the head applied to them gives back the scores; --feature-stride S takes a
+    snippet every S frames instead of the test segments."""
+    run = tmp_path / "feat"
+    shutil.copytree(trained_flow_run, run)
+    assert cli.main(["evaluate", "--run-dir", str(run), "--save-features", "--test-crops", "3"],
+                    stream="temporal", modality="flow") == 0
+    sf = load_scores(run / "scores_test.npz")
+    with np.load(run / "features_test.npz") as z:
+        feats, offsets, ids = z["features"], z["offsets"], list(z["video_ids"])
+    assert ids == sf.video_ids and feats.dtype == np.float16
+    assert feats.shape == (len(ids) * 3, 512) and offsets.tolist() == list(range(0, 3 * 25, 3))
+    ck = load_checkpoint(run / "checkpoint_best.pt")
+    from two_stream.engine.train import build_model_from_checkpoint
+    model = build_model_from_checkpoint(ck).eval()
+    with torch.no_grad():  # mean consensus: the video score is the mean of the segment logits
+        video = model.head(torch.from_numpy(feats.astype(np.float32))).view(len(ids), 3, -1)
+    assert np.allclose(video.mean(1).numpy(), sf.scores, atol=0.05)
+    assert cli.main(["evaluate", "--run-dir", str(run), "--save-features", "--feature-stride",
+                     "4"], stream="temporal", modality="flow") == 0
+    with np.load(run / "features_test.npz") as z:
+        counts = np.diff(z["offsets"])
+        meta = json.loads(str(z["meta"]))
+    assert meta["feature_stride"] == 4 and (counts == 11 // 4).all()  # 11 flow fields

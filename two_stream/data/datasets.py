@@ -43,7 +43,8 @@ class VideoDataset(Dataset):
     """TSN samples of `records` read from `source` (rawframes or video files)."""
 
     def __init__(self, records: list[VideoRecord], source: RawframeSource | VideoFileSource,
-                 clip: ClipConfig, train: bool, seed: int = 0, decode: str = "cpu"):
+                 clip: ClipConfig, train: bool, seed: int = 0, decode: str = "cpu",
+                 feature_stride: int = 0):
         """`decode="gpu"`: items are `JpegSample`s (bytes, crop and flip) decoded on the
         device by `jpeg_batch.decode_samples`; it needs rawframes."""
         if clip.modality not in MODALITIES:
@@ -62,6 +63,7 @@ class VideoDataset(Dataset):
             raise UserError("--decode gpu reads JPEG rawframes (--frames); RGB read from video "
                             "files is decoded on the CPU: use --decode cpu")
         self.decode = decode
+        self.feature_stride = feature_stride  # test: a snippet every S frames, not K segments
 
     def set_epoch(self, epoch: int) -> None:
         """New random draws each epoch, reproducible from (seed, epoch, index)."""
@@ -79,6 +81,8 @@ class VideoDataset(Dataset):
             raise FrameReadError(f"{record.video_id}: no {what} found (was it extracted?)")
         if self.train:
             return train_indices(n, c.num_segments, c.new_length, rng)
+        if self.feature_stride:
+            return test_indices(n, max(1, n // self.feature_stride), c.new_length)
         return test_indices(n, c.test_segments, c.new_length)
 
     def snippets(self, record: VideoRecord, idx: np.ndarray) -> list[list[np.ndarray]]:

@@ -21,16 +21,25 @@ from .train import autocast
 
 
 @torch.no_grad()
-def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device,
-                amp_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, crops, S, C, H, W] -> (video logits [B, classes], segment logits [B, S, classes])."""
+def snippet_features(model, x: torch.Tensor, max_snippets: int, device: torch.device,
+                     amp_dtype=None) -> torch.Tensor:
+    """x [B, crops, S, C, H, W] -> pooled backbone features [B * crops, S, D], the views run
+    through the backbone in chunks of at most `max_snippets`."""
     b, n_crops, s = x.shape[:3]
     snippets = x.flatten(0, 2)  # [B * crops * S, C, H, W]
     feats = []
     for chunk in snippets.split(max_snippets):
         with autocast(device, amp_dtype):
             feats.append(model.features(chunk.to(device, non_blocking=True)).float())
-    feats = torch.cat(feats).view(b * n_crops, s, -1)  # [B * crops, S, D]
+    return torch.cat(feats).view(b * n_crops, s, -1)
+
+
+@torch.no_grad()
+def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device,
+                amp_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, crops, S, C, H, W] -> (video logits [B, classes], segment logits [B, S, classes])."""
+    b, n_crops, s = x.shape[:3]
+    feats = snippet_features(model, x, max_snippets, device, amp_dtype)  # [B * crops, S, D]
     video, seg = model.classify(feats)
     video = video.float().view(b, n_crops, -1).mean(dim=1)
     seg = seg.float().view(b, n_crops, s, -1).mean(dim=1)
@@ -74,3 +83,26 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
     return {"scores": scores, "snippet_scores": snippet.astype(np.float16),
             "labels": np.array([r.label for r in dataset.records], np.int64),
             "video_ids": [r.video_id for r in dataset.records]}
+
+
+@torch.no_grad()
+def dataset_features(model, dataset: VideoDataset, device: torch.device,
+                     max_snippets: int = 256, workers: int = 0, amp_dtype=None,
+                     quiet: bool = False) -> dict:
+    """Pooled backbone features of every test snippet of every video, crops averaged (what
+    temporal localisation methods read): {"features": float16 [total snippets, D],
+    "offsets": int64 [N + 1] (video i owns rows offsets[i]:offsets[i+1]), "video_ids"}. One
+    video per batch, so videos may have different snippet counts (`feature_stride`)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda",
+                        collate_fn=collate_jpeg if dataset.decode == "gpu" else None)
+    feats, offsets, ids = [], [0], []
+    for x, _, vid in progress(loader, desc="features", quiet=quiet or not dist.is_main()):
+        x = to_device(x, device) if isinstance(x, list) else x
+        f = snippet_features(model, x, max_snippets, device, amp_dtype)  # [crops, S, D]
+        feats.append(f.mean(dim=0).half().cpu().numpy())
+        offsets.append(offsets[-1] + feats[-1].shape[0])
+        ids.append(vid[0])
+    return {"features": np.concatenate(feats) if feats else np.zeros((0, 0), np.float16),
+            "offsets": np.array(offsets, np.int64), "video_ids": ids}
