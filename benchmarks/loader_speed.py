@@ -3,9 +3,11 @@
     python benchmarks/loader_speed.py [--fixtures ../shared/fixtures] [--out results/loader]
 
 Extracts the real UCF101 clips of the fixtures to 340x256 rawframes once (`--work`; TV-L1 flow
-with light parameters: images with real TV-L1 texture, see benchmarks/common.py), then times `VideoDataset` in training mode (TSN: 3 segments, multi-scale crop to
-224, flip) through a DataLoader with 0, 1 and 2 workers: RGB (3 JPEGs per sample) and flow
-(L = 5: 30 JPEGs per sample), and one test-mode video (25 segments, centre crop). The numbers
+with light parameters: images with real TV-L1 texture, see benchmarks/common.py) and packs a
+copy (`flow_tools.pack`), then times `VideoDataset` in training mode (TSN: 3 segments,
+multi-scale crop to 224, flip) through a DataLoader with 0, 1 and 2 workers, for both layouts:
+RGB (3 JPEGs per sample) and flow (L = 5: 30 JPEGs per sample), and one test-mode video (25
+segments, centre crop). The numbers
 say how many CPU cores a GPU needs to stay fed (see the README's UCF101 estimate).
 
 Beside every row, measured in the same run: `decode_bound_samples_per_s`, the rate at which

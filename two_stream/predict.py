@@ -109,20 +109,25 @@ def stream_input(stream: Stream, video: str | Path,
         snippets = [[_jpeg(frames[i], cfg.jpeg_quality, False)] for i in idx[:, 0]]
         return eval_sample(snippets, "rgb", c["input_size"], c["scale_size"], c["test_crops"],
                            str(video), bgr=True)
-    step = cfg.step
-    idx = test_indices(len(frames) - step, c["test_segments"], c["new_length"])
-    needed = np.unique(idx)  # flow only for the fields the segments use
-    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    flows = pair_flows(np.stack([grey[i] for i in needed]),
-                       np.stack([grey[i + step] for i in needed]), cfg.flow,
-                       str(stream.device), batch_pairs=32)
-    q = quantize(flows, cfg.bound)
-    fields = {int(i): (_jpeg(np.ascontiguousarray(f[..., 0]), cfg.jpeg_quality, True),
-                       _jpeg(np.ascontiguousarray(f[..., 1]), cfg.jpeg_quality, True))
-              for i, f in zip(needed, q)}
+    idx = test_indices(len(frames) - cfg.step, c["test_segments"], c["new_length"])
+    fields = flow_fields(cfg, frames, np.unique(idx), stream.device)
     snippets = flow_snippets([fields[int(i)] for i in idx.reshape(-1)], len(idx))
     return eval_sample(snippets, "flow", c["input_size"], c["scale_size"], c["test_crops"],
                        str(video))
+
+
+def flow_fields(cfg: ExtractConfig, frames: list[np.ndarray], needed: np.ndarray,
+                device: torch.device) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The (x, y) flow images of the fields `needed` (only those: not the whole video), as the
+    rawframes hold them: flow by the extraction's algorithm, quantised with its bound, JPEG."""
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    flows = pair_flows(np.stack([grey[i] for i in needed]),
+                       np.stack([grey[i + cfg.step] for i in needed]), cfg.flow, str(device),
+                       batch_pairs=32)
+    q = quantize(flows, cfg.bound)
+    return {int(i): (_jpeg(np.ascontiguousarray(f[..., 0]), cfg.jpeg_quality, True),
+                     _jpeg(np.ascontiguousarray(f[..., 1]), cfg.jpeg_quality, True))
+            for i, f in zip(needed, q)}
 
 
 @torch.no_grad()
