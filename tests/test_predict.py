@@ -107,3 +107,70 @@ def test_errors_and_old_checkpoints(runs, tmp_path, capsys, caplog):
     assert predict.main([str(tmp_path / "missing.avi"), "--spatial",
                          str(runs / "spatial")]) == 2
     assert "missing.avi: video not found" in capsys.readouterr().err
+
+
+def _live_video(runs, tmp_path, n=60):
+    """A longer clip: the synthetic MoveUp clip played 5 times."""
+    import cv2
+    src = cv2.VideoCapture(str(runs / "syn" / "videos" / "MoveUp" / "v_MoveUp_g01_c01.avi"))
+    frames = []
+    while True:
+        ok, f = src.read()
+        if not ok:
+            break
+        frames.append(f)
+    from two_stream.data.synthetic import write_video
+    clip = np.stack([frames[i % len(frames)][..., ::-1] for i in range(n)])  # RGB for writer
+    write_video(tmp_path / "long.avi", clip, 25)
+    return tmp_path / "long.avi"
+
+
+def test_live_scores_a_file_and_writes_the_annotated_video(runs, tmp_path, capsys):
+    from two_stream import live
+    video = _live_video(runs, tmp_path)
+    out = tmp_path / "annotated.mp4"
+    assert live.main(["--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal"),
+                      "--source", str(video), "--every", "10", "--window", "16",
+                      "--segments", "3", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 7 and lines[-1].startswith("6 updates")  # frames 10, 20, ..., 60
+    assert all(line.count("%") == 3 and "latency" in line for line in lines[:-1])
+    import cv2
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+
+
+def test_live_realtime_never_lags_and_never_spans_a_dropped_frame(runs, tmp_path, monkeypatch):
+    """Played with --realtime while processing is slowed to ~3x the frame period: frames are
+    dropped, no flow pair spans a drop, the rings stay bounded, updates never fall behind."""
+    import argparse
+    import cv2
+    from two_stream import live
+    video = _live_video(runs, tmp_path, n=100)
+    streams = predict.load_streams(argparse.Namespace(spatial=str(runs / "spatial"),
+                                                      temporal=str(runs / "temporal"),
+                                                      device="cpu"))
+    lv = live.Live(streams, window=12, segments=3, fusion="weighted", norm="none",
+                   weights=[1.0, 1.5])
+    slow_push = lv.push
+
+    def push(index, frame, contiguous):
+        import time
+        time.sleep(0.12)  # 3 frame periods at 25 fps
+        slow_push(index, frame, contiguous)
+        assert len(lv.state.frames) <= 12 and len(lv.state.fields) <= 11
+    monkeypatch.setattr(lv, "push", push)
+    cap, fps, camera = live.open_source(str(video))
+    updates = live.run_live(lv, cap, fps, every=4, realtime=True, quiet=True)
+    pairs = lv.state.flow_pairs
+    assert pairs and all(b == a + 1 for a, b in pairs)  # consecutive source frames only
+    seen = {i for i, _ in lv.state.frames}
+    assert len(seen) < 100  # frames were dropped to keep up
+    assert all(u.latency < 1.0 for u in updates)  # no lag that grows with the source
+
+
+def test_show_without_a_gui_is_a_clear_error(runs, capsys):
+    from two_stream import live
+    rc = live.main(["--spatial", str(runs / "spatial"), "--source", "nothing.avi", "--show"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--show needs a display" in err
