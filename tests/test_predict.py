@@ -174,3 +174,21 @@ def test_show_without_a_gui_is_a_clear_error(runs, capsys):
     rc = live.main(["--spatial", str(runs / "spatial"), "--source", "nothing.avi", "--show"])
     err = capsys.readouterr().err
     assert rc == 2 and "--show needs a display" in err
+
+
+def test_real_clip_predict_and_live(runs, fixtures, tmp_path, capsys):
+    """A real UCF101 clip (320x240 Xvid): fused prediction and a --realtime live pass run
+    through the checkpoints' own extraction settings."""
+    from two_stream import live
+    clip = fixtures / "videos" / "ucf101" / "v_TennisSwing_g14_c03.avi"
+    assert predict.main([str(clip), "--spatial", str(runs / "spatial"), "--temporal",
+                         str(runs / "temporal")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "spatial:" and any(line.startswith("fused (") for line in out)
+    s = predict.load_stream("temporal", runs / "temporal", torch.device("cpu"))
+    views = predict.stream_input(s, clip)
+    assert views.shape == (1, 3, 6, 32, 32) and views.dtype == torch.uint8
+    assert live.main(["--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal"),
+                      "--source", str(clip), "--every", "16", "--window", "24", "--segments",
+                      "3", "--realtime", "--quiet"]) == 0
+    assert "updates, median latency" in capsys.readouterr().out
