@@ -36,7 +36,7 @@ from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.data.build import build_data
-from two_stream.engine.train import fit
+from two_stream.engine.train import fit, identity_diff
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion import fuse_fixed
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct
@@ -200,15 +200,28 @@ def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: P
     }
 
 
-def trained(run_dir: Path, epochs: int) -> bool:
+def trained(run_dir: Path, cfgs: dict) -> bool:
+    """A finished run of exactly these settings exists. A run made with other settings (an
+    older preset, another seed) is cleared, so it is retrained, never reused silently."""
     last = run_dir / "checkpoint_last.pt"
-    return last.exists() and load_checkpoint(last)["epoch"] >= epochs
+    if not last.exists():
+        return False
+    ck = load_checkpoint(last)
+    diff = identity_diff(ck["config"], cfgs)
+    if diff:
+        log.warning("%s: trained with other settings (%s): training again", run_dir, diff)
+        for f in run_dir.glob("*"):
+            if f.name.startswith(("checkpoint_", "scores_", "features_")) or f.name in (
+                    "log.csv", "curves.png"):
+                f.unlink()
+        return False
+    return ck["epoch"] >= cfgs["optim"].epochs
 
 
 def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
     """Train (or resume) a run, then write scores_val.npz and scores_test.npz."""
     run_dir = Path(cfgs["run"].run_dir)
-    if not trained(run_dir, cfgs["optim"].epochs):
+    if not trained(run_dir, cfgs):
         fit(cfgs)
     ck_path = run_dir / "checkpoint_best.pt"
     ck = load_checkpoint(ck_path)

@@ -374,6 +374,8 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
             pool.close()
             pool.join()
     summary.seconds = time.perf_counter() - start
+    if summary.done:  # the frame counts cached by the data layer may be stale now
+        (out_root / "frame_index.json").unlink(missing_ok=True)
     write_failures(out_root, failures, shard_spec)
     return summary
 

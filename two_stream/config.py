@@ -115,6 +115,8 @@ _CLIP_HELP = {
     "scale_size": "short side before test crops",
     "test_segments": "segments at test time (25: the TSN protocol)",
     "test_crops": "1 (centre) | 3 | 10 test crops",
+    "average_views": "score (average the logits over crops) | prob (average the softmax, "
+                     "MMAction2's average_clips=prob; the score file stores its log)",
     "flip": "random horizontal flip in training (flow x inverted)",
     "scales": "multi-scale crop scales of the short side",
 }
@@ -123,12 +125,15 @@ _MODEL_HELP = {
     "modality": "set from --modality", "new_length": "set from --new-length",
     "arch": "resnet18 | resnet34 | resnet50 | resnet101",
     "weights": "none | imagenet (torch hub cache; flow: cross-modality init) | PATH",
-    "consensus": "mean | max | var (variance-weighted) | lstm (LSTM head over segments)",
+    "consensus": "mean | max | var (variance-weighted) | topk (mean of each class's "
+                 "--topk-segments largest segment scores) | lstm (LSTM head over segments)",
+    "topk_segments": "k of --consensus topk",
     "dropout": "dropout before the classifier",
     "partial_bn": "freeze every BatchNorm but the first (TSN; only with pretrained --weights)",
     "freeze_backbone": "train only the head on a frozen CNN",
     "lstm_hidden": "LSTM hidden size", "lstm_layers": "LSTM layers",
-    "lstm_bidirectional": "bidirectional LSTM",
+    "lstm_bidirectional": "bidirectional LSTM (the video reads the forward direction's last "
+                          "step and the backward direction's first)",
     "lstm_loss": "last (last step) | all (every step, later steps weigh more)",
 }
 _DERIVED = {("model", "num_classes"), ("model", "modality"), ("model", "new_length")}

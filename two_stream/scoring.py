@@ -38,7 +38,8 @@ def write_scores(cfgs: dict, ck_path: Path, ck: dict, data: Data, records: list,
         return path, None
     meta = {"stream": stream, "modality": clip.modality, "arch": model.cfg.arch,
             "consensus": model.cfg.consensus, "segments": clip.test_segments,
-            "crops": clip.test_crops, "checkpoint": str(ck_path), "epoch": ck["epoch"],
+            "crops": clip.test_crops, "average_views": clip.average_views,
+            "checkpoint": str(ck_path), "epoch": ck["epoch"],
             "split": f"{d.dataset} split {d.split} {split}", "data_root": d.frames or d.videos,
             "code_version": f"{__version__} ({git_commit() or 'no git'})"}
     sf = ScoreFile(out["scores"], out["labels"], out["video_ids"], data.split.classes,

@@ -410,3 +410,31 @@ def test_evaluate_saves_snippet_features(syn, trained_flow_run, tmp_path):
         counts = np.diff(z["offsets"])
         meta = json.loads(str(z["meta"]))
     assert meta["feature_stride"] == 4 and (counts == 11 // 4).all()  # 11 flow fields
+
+
+def test_prob_averaging_of_views_and_topk_consensus_through_evaluate(syn, trained_flow_run,
+                                                                     tmp_path):
+    from two_stream.engine.evaluate import score_views
+    torch.manual_seed(0)
+    model = TSN(ModelConfig(num_classes=4, modality="flow", new_length=1,
+                            consensus="topk", topk_segments=2)).eval()
+    x = torch.randint(0, 256, (2, 3, 4, 2, 32, 32), dtype=torch.uint8)  # [B, crops, S, ...]
+    logit, _ = score_views(model, x, 64, torch.device("cpu"))
+    prob, _ = score_views(model, x, 64, torch.device("cpu"), average="prob")
+    per_crop = torch.stack([score_views(model, x[:, c:c + 1], 64, torch.device("cpu"))[0]
+                            for c in range(3)], 1)  # [B, crops, C]
+    assert torch.allclose(logit, per_crop.mean(1), atol=1e-5)
+    assert torch.allclose(prob.exp(), per_crop.softmax(-1).mean(1), atol=1e-5)
+
+
+def test_resume_with_other_settings_is_a_one_line_error(syn, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert cli.main(["train", *_args(syn, run, "--epochs", "1", "--val-ratio", "0")]) == 0
+    rc = cli.main(["train", *_args(syn, run, "--epochs", "2", "--val-ratio", "0", "--lr",
+                                   "0.02", "--resume")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "was trained with other settings (optim.lr: 0.01 -> 0.02)" in err
+    # more epochs alone is a resume
+    assert cli.main(["train", *_args(syn, run, "--epochs", "2", "--val-ratio", "0",
+                                     "--resume")]) == 0
+    assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2

@@ -222,3 +222,19 @@ def test_concurrent_shards_into_one_folder(videos, tmp_path):
     with open(out / "failures.shard-1-of-2.csv") as f:
         assert [r["path"] for r in csv.DictReader(f)] == [broken]
     assert not list(out.rglob(".*tmp*"))
+
+
+def test_reextraction_invalidates_the_cached_frame_counts(videos, tmp_path):
+    rels = list_videos(videos / "videos")[:2]
+    extract_all(videos / "videos", tmp_path, ExtractConfig(flow=FlowParams("dis")), rels,
+                quiet=True)
+    src = RawframeSource(tmp_path)
+    src.counts([video_id(r) for r in rels])
+    assert (tmp_path / "frame_index.json").exists()
+    # a rerun that extracts something removes the cache; one that skips everything keeps it
+    extract_all(videos / "videos", tmp_path, ExtractConfig(flow=FlowParams("dis")), rels,
+                quiet=True)
+    assert (tmp_path / "frame_index.json").exists()
+    extract_all(videos / "videos", tmp_path, ExtractConfig(flow=FlowParams("dis"), step=2),
+                rels, overwrite=True, quiet=True)
+    assert not (tmp_path / "frame_index.json").exists()

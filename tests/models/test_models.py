@@ -12,7 +12,7 @@ SMALL = dict(num_classes=5, arch="resnet18")
 
 
 @pytest.mark.parametrize("modality,length", [("rgb", 1), ("flow", 5)])
-@pytest.mark.parametrize("consensus", ["mean", "max", "var", "lstm"])
+@pytest.mark.parametrize("consensus", ["mean", "max", "var", "topk", "lstm"])
 def test_shapes_and_every_parameter_gets_a_gradient(modality, length, consensus):
     torch.manual_seed(0)
     cfg = ModelConfig(modality=modality, new_length=length, consensus=consensus,
@@ -114,3 +114,36 @@ def test_lstm_all_step_loss_weights_and_mask():
     logits[1, 2:, 0] = -100.0
     a = lstm_loss(logits, torch.tensor([0, 0]), "all", torch.tensor([4, 2]))
     assert torch.isclose(a, torch.log(torch.tensor(3.0)))
+
+
+def test_topk_consensus_is_the_mean_of_each_class_k_largest():
+    from two_stream.models.consensus import segment_consensus
+    x = torch.tensor([[[1.0, 9.0], [5.0, 0.0], [3.0, 6.0], [4.0, 2.0]]])  # [B=1, K=4, C=2]
+    assert segment_consensus(x, "topk", 2).tolist() == [[4.5, 7.5]]
+    assert torch.equal(segment_consensus(x, "topk", 1), x.amax(1))  # k = 1: max
+    assert torch.allclose(segment_consensus(x, "topk", 4), x.mean(1))  # k = K: mean
+    assert torch.allclose(segment_consensus(x, "topk", 9), x.mean(1))  # capped at K
+
+
+def test_bidirectional_lstm_reads_forward_last_and_backward_first():
+    """The video readout is fc([forward state after the last segment, backward state after
+    the first]): both have seen every segment. The old readout (both directions at the last
+    step, where the backward one has seen a single segment) fails this."""
+    from two_stream.models.heads import LSTMHead
+    torch.manual_seed(0)
+    head = LSTMHead(6, 3, hidden=4, bidirectional=True, dropout=0.0).eval()
+    feats = torch.randn(2, 5, 6)
+    steps, video = head(feats)
+    out, _ = head.lstm(feats)
+    want = head.fc(torch.cat([out[:, -1, :4], out[:, 0, 4:]], dim=1))
+    assert torch.allclose(video, want) and steps.shape == (2, 5, 3)
+    assert not torch.allclose(video, steps[:, -1])  # what the old readout returned
+    # every segment reaches both halves of the readout: perturb the last one only
+    changed = feats.clone()
+    changed[:, -1] += 1.0
+    _, v2 = head(changed)
+    out2, _ = head.lstm(changed)
+    assert not torch.allclose(out2[:, 0, 4:], out[:, 0, 4:])  # backward-first saw it
+    # with lengths, the forward state is read at each video's last valid step
+    _, v3 = head(feats, torch.tensor([5, 3]))
+    assert torch.allclose(v3[0], video[0], atol=1e-6)

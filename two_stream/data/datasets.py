@@ -35,6 +35,7 @@ class ClipConfig:
     scale_size: int = 256  # short side before test crops
     test_segments: int = 25
     test_crops: int = 1
+    average_views: str = "score"  # score | prob: how test crops are averaged
     flip: bool = True
     scales: tuple[float, ...] = TSN_SCALES
 

@@ -9,6 +9,8 @@ and the results are gathered back into video order.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -16,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from ..data.datasets import VideoDataset
 from ..data.jpeg_batch import collate_jpeg, to_device
 from ..progress import progress
+from ..errors import UserError
 from . import distributed as dist
 from .train import autocast
 
@@ -36,14 +39,21 @@ def snippet_features(model, x: torch.Tensor, max_snippets: int, device: torch.de
 
 @torch.no_grad()
 def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device,
-                amp_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, crops, S, C, H, W] -> (video logits [B, classes], segment logits [B, S, classes])."""
+                amp_dtype=None, average: str = "score") -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, crops, S, C, H, W] -> (video scores [B, classes], segment scores [B, S, classes]),
+    crops averaged as logits (`score`) or as probabilities (`prob`, returned as their log so
+    the score file keeps logits up to a constant)."""
     b, n_crops, s = x.shape[:3]
     feats = snippet_features(model, x, max_snippets, device, amp_dtype)  # [B * crops, S, D]
     video, seg = model.classify(feats)
-    video = video.float().view(b, n_crops, -1).mean(dim=1)
-    seg = seg.float().view(b, n_crops, s, -1).mean(dim=1)
-    return video, seg
+    video = video.float().view(b, n_crops, -1)
+    seg = seg.float().view(b, n_crops, s, -1)
+    if average == "prob":
+        return (torch.logsumexp(video.log_softmax(-1), 1) - math.log(n_crops),
+                torch.logsumexp(seg.log_softmax(-1), 1) - math.log(n_crops))
+    if average != "score":
+        raise UserError(f"--average-views must be score or prob, got {average!r}")
+    return video.mean(dim=1), seg.mean(dim=1)
 
 
 @torch.no_grad()
@@ -67,7 +77,8 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
     for x, _, _ in progress(loader, desc="evaluate", quiet=quiet or not dist.is_main()):
         if isinstance(x, list):  # --decode gpu: JPEG bytes, decoded on the device
             x = to_device(x, device)
-        v, s = score_views(model, x, max_snippets, device, amp_dtype)
+        v, s = score_views(model, x, max_snippets, device, amp_dtype,
+                           dataset.clip.average_views)
         videos.append(v.cpu().numpy())
         segs.append(s.cpu().numpy())
     part = (mine, np.concatenate(videos) if videos else None,

@@ -286,6 +286,40 @@ def train_steps(num_videos: int, per_rank_batch: int, world: int) -> int:
     return math.ceil(per_rank / per_rank_batch)
 
 
+# what a run is: changing any of these makes another run (not workers, devices, test protocol)
+_NOT_IDENTITY = {"data": {"workers", "eval_batch_size", "decode"},
+                 "clip": {"test_segments", "test_crops", "average_views"},
+                 "model": {"num_classes"},  # derived from the split (part of data)
+                 "optim": {"epochs"}}
+
+
+def run_identity(config: dict) -> dict:
+    """The fields of a saved or requested config (dataclasses or their dicts) that define a
+    run: data, clip, model, optim and the seed, as plain JSON values."""
+    out = {}
+    for concern in ("data", "clip", "model", "optim"):
+        values = config[concern]
+        values = dataclasses.asdict(values) if dataclasses.is_dataclass(values) else values
+        out[concern] = {k: v for k, v in values.items()
+                        if k not in _NOT_IDENTITY.get(concern, set())}
+    run = config["run"]
+    out["seed"] = run.seed if dataclasses.is_dataclass(run) else run["seed"]
+    return json.loads(json.dumps(out, default=list))
+
+
+def identity_diff(saved: dict, requested: dict) -> str:
+    """'' when the two configs define the same run, else the differing fields (a: old -> new)."""
+    a, b = run_identity(saved), run_identity(requested)
+    diffs = []
+    for concern in ("data", "clip", "model", "optim"):
+        for k in sorted(set(a[concern]) | set(b[concern])):
+            if a[concern].get(k) != b[concern].get(k):
+                diffs.append(f"{concern}.{k}: {a[concern].get(k)!r} -> {b[concern].get(k)!r}")
+    if a["seed"] != b["seed"]:
+        diffs.append(f"seed: {a['seed']} -> {b['seed']}")
+    return ", ".join(diffs)
+
+
 def checkpoint_state(model, opt, scheduler, scaler, epoch: int, step: int, best: float,
                      cfgs: dict, classes: list[str], input_meta: dict | None = None) -> dict:
     core = model.module if hasattr(model, "module") else model
@@ -351,6 +385,10 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     last = run_dir / "checkpoint_last.pt"
     if run.resume and last.exists():
         ck = load_checkpoint(last)
+        diff = identity_diff(ck["config"], cfgs)
+        if diff:
+            raise UserError(f"--resume: {last} was trained with other settings ({diff}); "
+                            "use another --run-dir, or the same settings")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])

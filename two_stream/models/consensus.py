@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from ..errors import UserError
 
-CONSENSUS = ("mean", "max", "var")
+CONSENSUS = ("mean", "max", "var", "topk")
 
 
 def variance_weighted(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -28,8 +28,17 @@ def variance_weighted(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch
     return (w * x).sum(dim=dim)
 
 
-def segment_consensus(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """x: [B, K, C] segment scores -> [B, C]."""
+def topk_mean(x: torch.Tensor, k: int, dim: int = 1) -> torch.Tensor:
+    """Mean of the k largest values along `dim`, per class (k is capped at the size)."""
+    k = max(1, min(k, x.shape[dim]))
+    return x.topk(k, dim=dim).values.mean(dim=dim)
+
+
+def segment_consensus(x: torch.Tensor, mode: str, topk: int = 3) -> torch.Tensor:
+    """x: [B, K, C] segment scores -> [B, C]. `topk`: mean of each class's `topk` largest
+    segment scores (between max, k = 1, and mean, k = K)."""
+    if mode == "topk":
+        return topk_mean(x, topk)
     if mode == "mean":
         return x.mean(dim=1)
     if mode == "max":

@@ -22,8 +22,12 @@ class LSTMHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """feats [B, K, D] (lengths [B] valid steps, default K) -> step logits [B, K, C]."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [B, K, D] (lengths [B] valid steps, default K) -> (step logits [B, K, C],
+        video logits [B, C]). The video reads the state that has seen every segment in each
+        direction: the forward direction's last valid step and, when bidirectional, the
+        backward direction's first step (its last step has seen one segment only)."""
         if lengths is not None:
             packed = nn.utils.rnn.pack_padded_sequence(feats, lengths.cpu(), batch_first=True,
                                                        enforce_sorted=False)
@@ -32,7 +36,14 @@ class LSTMHead(nn.Module):
                                                       total_length=feats.shape[1])
         else:
             out, _ = self.lstm(feats)
-        return self.fc(self.dropout(out))
+        b, k, _ = out.shape
+        last = (torch.full((b,), k, device=out.device) if lengths is None
+                else lengths.to(out.device)) - 1
+        read = out[torch.arange(b, device=out.device), last.clamp(min=0)]  # [B, D*]
+        if self.lstm.bidirectional:
+            h = self.lstm.hidden_size
+            read = torch.cat([read[:, :h], out[:, 0, h:]], dim=1)
+        return self.fc(self.dropout(out)), self.fc(self.dropout(read))
 
 
 def last_step(step_logits: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -53,10 +64,13 @@ def step_weights(num_steps: int, lengths: torch.Tensor | None, batch: int,
 
 
 def lstm_loss(step_logits: torch.Tensor, labels: torch.Tensor, mode: str = "last",
-              lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy on the last step (`last`) or weighted over all steps (`all`)."""
+              lengths: torch.Tensor | None = None,
+              video_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy on the video readout (`last`; the last step when not given) or weighted
+    over all steps (`all`)."""
     if mode == "last":
-        return F.cross_entropy(last_step(step_logits, lengths), labels)
+        video = last_step(step_logits, lengths) if video_logits is None else video_logits
+        return F.cross_entropy(video, labels)
     if mode != "all":
         raise UserError(f"unknown LSTM loss {mode!r}; use 'last' or 'all'")
     b, k, c = step_logits.shape

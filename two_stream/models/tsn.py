@@ -16,7 +16,7 @@ from torch import nn
 from ..data.transforms import channel_stats, normalize_batch
 from .backbones import build_backbone
 from .consensus import CONSENSUS, segment_consensus
-from .heads import LSTMHead, last_step, lstm_loss
+from .heads import LSTMHead, lstm_loss
 from ..errors import UserError
 
 HEADS = CONSENSUS + ("lstm",)
@@ -29,7 +29,8 @@ class ModelConfig:
     new_length: int = 1  # snippet length L (flow: 2L input channels)
     arch: str = "resnet18"
     weights: str = "none"  # none | imagenet | PATH
-    consensus: str = "mean"  # mean | max | var | lstm
+    consensus: str = "mean"  # mean | max | var | topk | lstm
+    topk_segments: int = 3  # k of `topk`: mean of each class's k largest segment scores
     dropout: float = 0.5
     partial_bn: bool = True
     freeze_backbone: bool = False
@@ -103,10 +104,10 @@ class TSN(nn.Module):
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features [B, K, D] -> (video logits [B, C], segment logits [B, K, C])."""
         if self.cfg.consensus == "lstm":
-            steps = self.head(feats, lengths)
-            return last_step(steps, lengths), steps
+            steps, video = self.head(feats, lengths)
+            return video, steps
         seg = self.head(feats)
-        return segment_consensus(seg, self.cfg.consensus), seg
+        return segment_consensus(seg, self.cfg.consensus, self.cfg.topk_segments), seg
 
     def forward_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k = x.shape[:2]
@@ -124,7 +125,7 @@ class TSN(nn.Module):
         """(loss, video logits): cross-entropy on the consensus, or the LSTM's loss."""
         video, seg = self.forward_segments(x)
         if self.cfg.consensus == "lstm":
-            return lstm_loss(seg, labels, self.cfg.lstm_loss), video
+            return lstm_loss(seg, labels, self.cfg.lstm_loss, video_logits=video), video
         return nn.functional.cross_entropy(video, labels), video
 
     def train(self, mode: bool = True) -> "TSN":
