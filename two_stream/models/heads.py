@@ -36,14 +36,16 @@ class LSTMHead(nn.Module):
                                                       total_length=feats.shape[1])
         else:
             out, _ = self.lstm(feats)
+        out = self.dropout(out)  # one mask: the readout is made of the same dropped units
+        steps = self.fc(out)
         b, k, _ = out.shape
-        last = (torch.full((b,), k, device=out.device) if lengths is None
-                else lengths.to(out.device)) - 1
-        read = out[torch.arange(b, device=out.device), last.clamp(min=0)]  # [B, D*]
-        if self.lstm.bidirectional:
-            h = self.lstm.hidden_size
-            read = torch.cat([read[:, :h], out[:, 0, h:]], dim=1)
-        return self.fc(self.dropout(out)), self.fc(self.dropout(read))
+        last = ((torch.full((b,), k, device=out.device) if lengths is None
+                 else lengths.to(out.device)) - 1).clamp(min=0)
+        rows = torch.arange(b, device=out.device)
+        if not self.lstm.bidirectional:  # the last valid step is the readout
+            return steps, steps[rows, last]
+        h = self.lstm.hidden_size
+        return steps, self.fc(torch.cat([out[rows, last, :h], out[:, 0, h:]], dim=1))
 
 
 def last_step(step_logits: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
