@@ -147,3 +147,27 @@ def test_bidirectional_lstm_reads_forward_last_and_backward_first():
     # with lengths, the forward state is read at each video's last valid step
     _, v3 = head(feats, torch.tensor([5, 3]))
     assert torch.allclose(v3[0], video[0], atol=1e-6)
+
+
+def test_mmaction2_tsn_checkpoint_keys_map_onto_torchvision(tmp_path):
+    """An MMAction2 TSN checkpoint (`{'state_dict': {'backbone.conv1.conv.weight', ...,
+    'cls_head.fc_cls.weight'}, 'meta': ...}`) starts our backbone with the same weights."""
+    import re
+    from two_stream.models.backbones import build_backbone
+    net, _ = build_backbone("resnet18", "none", 3)
+    mm = {}
+    for k, v in net.state_dict().items():
+        k = re.sub(r"^conv1\.", "conv1.conv.", k)
+        k = re.sub(r"^bn1\.", "conv1.bn.", k)
+        k = re.sub(r"(layer\d\.\d)\.conv(\d)\.", r"\1.conv\2.conv.", k)
+        k = re.sub(r"(layer\d\.\d)\.bn(\d)\.", r"\1.conv\2.bn.", k)
+        k = re.sub(r"downsample\.0\.", "downsample.conv.", k)
+        k = re.sub(r"downsample\.1\.", "downsample.bn.", k)
+        mm[f"backbone.{k}"] = v + 0.5 if v.is_floating_point() else v
+    mm["cls_head.fc_cls.weight"] = torch.zeros(400, 512)
+    assert "backbone.layer2.0.downsample.conv.weight" in mm
+    torch.save({"state_dict": mm, "meta": {"epoch": 100}}, tmp_path / "tsn_k400.pth")
+    loaded, _ = build_backbone("resnet18", str(tmp_path / "tsn_k400.pth"), 3)
+    for k, v in loaded.state_dict().items():
+        if v.is_floating_point():
+            assert torch.equal(v, net.state_dict()[k] + 0.5), k

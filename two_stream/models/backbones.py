@@ -7,6 +7,7 @@ the file and the folder to put it in); PATH loads a local state dict.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -61,9 +62,37 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise WeightsError(f"{path}: expected a state dict, got {type(sd).__name__}")
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-    if any(k.startswith("backbone.") for k in sd):  # one of our TSN checkpoints: its CNN
+    if any(k.startswith("backbone.") for k in sd):  # a TSN checkpoint (ours, MMAction2's)
         sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if any(k.endswith(".conv.weight") for k in sd):  # MMAction2's ConvModule names
+        sd = mmaction_to_torchvision(sd)
     return sd
+
+
+_MM_KEY = re.compile(r"^(?P<pre>(?:layer\d+\.\d+\.)?)(?P<mod>conv\d|downsample)"
+                     r"\.(?P<part>conv|bn)\.(?P<rest>.+)$")
+
+
+def mmaction_to_torchvision(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MMAction2's ResNet keys (a ConvModule per conv: `conv1.conv.weight`, `conv1.bn.*`,
+    `layer1.0.conv2.conv.weight`, `layer1.0.downsample.conv.weight`, ...) -> torchvision's
+    (`conv1.weight`, `bn1.*`, `layer1.0.conv2.weight`, `layer1.0.bn2.*`,
+    `layer1.0.downsample.0.weight`, `downsample.1.*`), so Kinetics-pretrained TSN weights can
+    start a run. Keys outside the backbone (its `cls_head`) are dropped by the caller."""
+    out = {}
+    for k, v in sd.items():
+        m = _MM_KEY.match(k)
+        if m is None:
+            out[k] = v
+            continue
+        pre, mod, part, rest = m["pre"], m["mod"], m["part"], m["rest"]
+        if mod == "downsample":
+            out[f"{pre}downsample.{0 if part == 'conv' else 1}.{rest}"] = v
+        elif part == "conv":
+            out[f"{pre}{mod}.{rest}"] = v
+        else:
+            out[f"{pre}bn{mod[len('conv'):]}.{rest}"] = v
+    return out
 
 
 def build_backbone(arch: str, weights: str = "none", in_chans: int = 3
