@@ -1,7 +1,11 @@
 """What the speed benchmarks share: UCF101-shaped rawframes made from the real fixture clips."""
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
+
+import torch
 
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams, TVL1Params
@@ -24,6 +28,16 @@ def ucf_rawframes(fixtures: str | Path, out: str | Path
     src = RawframeSource(out)
     ids = [r[: r.rindex(".")] for r in rels]
     return src, resolve_records([VideoRecord(v, 0) for v in ids], src.counts(ids))
+
+
+def add_speed_args(p: argparse.ArgumentParser) -> None:
+    """What the model speed benchmarks (train_speed, eval_speed) share."""
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--fixtures", default="../shared/fixtures")
+    p.add_argument("--work", default="data/speed_rawframes_tvl1",
+                   help="rawframes made here once")
+    p.add_argument("--archs", nargs="+", default=["resnet18", "resnet101"])
+    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
 
 
 def cpu_has_fast_bf16() -> bool:

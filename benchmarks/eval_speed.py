@@ -13,13 +13,12 @@ OUT/run.json. `--quick` (2 CPU cores, a couple of minutes): ResNet-18, 25 x 1 vi
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import pandas as pd
 import torch
 
-from benchmarks.common import cpu_has_fast_bf16, ucf_rawframes
+from benchmarks.common import add_speed_args, cpu_has_fast_bf16, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.engine.evaluate import evaluate_dataset
@@ -31,16 +30,11 @@ UCF101_TEST_VIDEOS = 3783  # split 1
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--fixtures", default="../shared/fixtures")
-    p.add_argument("--work", default="data/speed_rawframes_tvl1",
-                   help="rawframes made here once")
-    p.add_argument("--archs", nargs="+", default=["resnet18", "resnet101"])
+    add_speed_args(p)
     p.add_argument("--videos", type=int, default=52, help="videos timed per row")
     p.add_argument("--crops", type=int, default=10, choices=(1, 3, 10))
     p.add_argument("--batch-videos", type=int, default=4)
     p.add_argument("--max-snippets", type=int, default=500)
-    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
     p.add_argument("--quick", action="store_true", help="ResNet-18, 25 x 1 views, 4 videos")
     p.add_argument("--out", default="results/eval_speed")
     args = p.parse_args(argv)

@@ -16,14 +16,13 @@ fast bf16) and fp16 with a gradient scaler on CUDA. Writes OUT/table.md|csv and 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import cpu_has_fast_bf16, ucf_rawframes
+from benchmarks.common import add_speed_args, cpu_has_fast_bf16, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.config import OptimConfig
 from two_stream.data.datasets import ClipConfig, VideoDataset
@@ -71,14 +70,9 @@ def time_steps(model, batches, device, amp_dtype, steps: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--fixtures", default="../shared/fixtures")
-    p.add_argument("--work", default="data/speed_rawframes_tvl1",
-                   help="rawframes made here once")
-    p.add_argument("--archs", nargs="+", default=["resnet18", "resnet101"])
+    add_speed_args(p)
     p.add_argument("--batch-size", type=int, default=32, help="videos per step")
     p.add_argument("--steps", type=int, default=20, help="timed steps per row")
-    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
     p.add_argument("--quick", action="store_true", help="ResNet-18, batch 4, 3 steps")
     p.add_argument("--out", default="results/train_speed")
     args = p.parse_args(argv)

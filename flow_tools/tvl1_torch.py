@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -163,7 +164,7 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Param
     return u
 
 
-def _as_grey_float(x: torch.Tensor | "np.ndarray", device) -> torch.Tensor:
+def _as_grey_float(x: torch.Tensor | np.ndarray, device) -> torch.Tensor:
     t = torch.as_tensor(x).to(device)
     if t.dim() == 2:
         t = t[None]

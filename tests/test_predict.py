@@ -144,7 +144,6 @@ def test_live_realtime_never_lags_and_never_spans_a_dropped_frame(runs, tmp_path
     """Played with --realtime while processing is slowed to ~3x the frame period: frames are
     dropped, no flow pair spans a drop, the rings stay bounded, updates never fall behind."""
     import argparse
-    import cv2
     from two_stream import live
     video = _live_video(runs, tmp_path, n=100)
     streams = predict.load_streams(argparse.Namespace(spatial=str(runs / "spatial"),

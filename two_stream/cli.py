@@ -10,14 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 
 from .config import MODALITY_DEFAULTS, add_config_args, configs_from_args, load_config_defaults
 from .engine import distributed as dist
-from .engine.checkpoint import load_checkpoint
+from .engine.checkpoint import find_checkpoint, load_checkpoint
 from .data.build import build_data
-from .engine.train import amp_settings, build_model_from_checkpoint, fit
+from .engine.train import amp_settings, fit
 from .scoring import write_scores
 from .metrics import class_mean, topk_accuracy, topk_correct
 from .errors import EXIT_CODES_HELP, UserError, run_cli
@@ -73,22 +71,12 @@ def parse(argv: list[str] | None, stream: str, modality: str) -> argparse.Namesp
     return build_parser(stream, modality, defaults).parse_args(argv)
 
 
-def find_checkpoint(run_dir: Path, given: str) -> Path:
-    if given:
-        return Path(given)
-    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
-        if (run_dir / name).exists():
-            return run_dir / name
-    raise UserError(f"{run_dir}: no checkpoint_best.pt or checkpoint_last.pt; train "
-                            "first or pass --checkpoint")
-
-
 def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
     cfgs = configs_from_args(args)
     d, clip, run = cfgs["data"], cfgs["clip"], cfgs["run"]
     device = dist.local_device(run.device)
     dist.init_distributed(device)
-    ck_path = find_checkpoint(Path(run.run_dir), run.checkpoint)
+    ck_path = find_checkpoint(run.checkpoint or run.run_dir)
     ck = load_checkpoint(ck_path)
     data = build_data(d, clip, run.seed)
     if list(ck["classes"]) != data.split.classes:

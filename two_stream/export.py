@@ -24,10 +24,9 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, atomic_write_text
-from .engine.checkpoint import load_checkpoint
+from .engine.checkpoint import find_checkpoint, load_checkpoint
 from .engine.train import build_model_from_checkpoint
 from .errors import EXIT_CODES_HELP, UserError, run_cli
-from .predict import find_checkpoint
 
 log = logging.getLogger("two_stream.export")
 EXTRA = "pip install -e '.[export]' (onnx, onnxscript, onnxruntime)"

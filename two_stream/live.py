@@ -33,14 +33,12 @@ import torch
 
 from flow_tools.extract import target_size
 from flow_tools.flow import make_flow_fn, pair_flows
-from flow_tools.quantize import quantize
 
 from .data.sampling import test_indices
 from .data.transforms import eval_sample, flow_snippets
 from .engine.evaluate import score_views
 from .errors import EXIT_CODES_HELP, UserError, run_cli
-from .predict import FUSIONS, Stream, _jpeg, fuse, load_streams, top
-from .fusion import NORMS
+from .predict import Stream, _jpeg, add_stream_args, encode_field, fuse, load_streams, top
 
 log = logging.getLogger("two_stream.live")
 
@@ -100,12 +98,8 @@ class Live:
         if self.flow_stream is not None:
             grey = cv2.cvtColor(self._resized(frame, self.flow_stream), cv2.COLOR_BGR2GRAY)
             if s.prev is not None and contiguous and s.prev[0] == index - 1:
-                q = quantize(self.flow_fn(s.prev[1], grey), self.flow_cfg.bound)
-                quality = self.flow_cfg.jpeg_quality
-                s.fields.append((index - 1, (_jpeg(np.ascontiguousarray(q[..., 0]), quality,
-                                                   True),
-                                             _jpeg(np.ascontiguousarray(q[..., 1]), quality,
-                                                   True))))
+                s.fields.append((index - 1, encode_field(self.flow_fn(s.prev[1], grey),
+                                                         self.flow_cfg)))
                 s.flow_pairs.append((index - 1, index))
             s.prev = (index, grey)
 
@@ -237,16 +231,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m two_stream.live",
                                 description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--spatial", help="run folder or checkpoint of the spatial stream")
-    p.add_argument("--temporal", help="run folder or checkpoint of the temporal stream")
+    add_stream_args(p)
     p.add_argument("--source", required=True, help="camera index (0), video file or URL")
     p.add_argument("--every", type=int, default=8, help="frames between updates")
     p.add_argument("--window", type=int, default=48, help="frames scored per update")
     p.add_argument("--segments", type=int, default=8, help="segments per stream and update")
-    p.add_argument("--fusion", choices=FUSIONS, default="weighted")
-    p.add_argument("--norm", choices=NORMS, default="none")
-    p.add_argument("--weights", nargs=2, type=float, default=[1.0, 1.5])
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write the annotated video here (mp4)")
     p.add_argument("--show", action="store_true", help="show the annotated video")
     p.add_argument("--realtime", action="store_true",
@@ -264,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--every and --segments must be >= 1 and --window >= 2")
         if args.show:
             check_display()
-        streams = load_streams(argparse.Namespace(spatial=args.spatial,
-                                                  temporal=args.temporal, device=args.device))
+        streams = load_streams(args)
         cap, fps, camera = open_source(args.source)
         live = Live(streams, args.window, args.segments, args.fusion, args.norm, args.weights)
         updates = run_live(live, cap, fps, args.every, args.realtime,

@@ -28,9 +28,7 @@ def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarr
 def strict_correct(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """bool [N]: the label is the unique highest score. A tie counts as wrong: the 0/1 outcome
     McNemar's test needs, decided without looking at class order."""
-    s = np.asarray(scores)
-    v = s[np.arange(len(labels)), labels][:, None]
-    return ((s > v).sum(axis=1) == 0) & ((s == v).sum(axis=1) == 1)
+    return topk_correct(scores, labels, 1) == 1.0  # 1 exactly when no class ties or beats it
 
 
 def tied_top(scores: np.ndarray) -> np.ndarray:

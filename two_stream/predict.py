@@ -36,7 +36,7 @@ from .data.frames import FrameReadError
 from .data.sampling import test_indices
 from .data.transforms import eval_sample, flow_snippets
 from .engine import distributed as dist
-from .engine.checkpoint import load_checkpoint
+from .engine.checkpoint import find_checkpoint, load_checkpoint
 from .engine.evaluate import score_views
 from .engine.train import build_model_from_checkpoint
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
@@ -58,17 +58,6 @@ class Stream:
     classes: list[str]
     extraction: ExtractConfig  # how its training frames were made (or the old default)
     device: torch.device
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's best (else last) checkpoint."""
-    p = Path(path)
-    if p.is_dir():
-        for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
-            if (p / name).exists():
-                return p / name
-        raise UserError(f"{p}: no checkpoint_best.pt or checkpoint_last.pt in the run folder")
-    return p
 
 
 def load_stream(name: str, path: str | Path, device: torch.device) -> Stream:
@@ -124,10 +113,15 @@ def flow_fields(cfg: ExtractConfig, frames: list[np.ndarray], needed: np.ndarray
     flows = pair_flows(np.stack([grey[i] for i in needed]),
                        np.stack([grey[i + cfg.step] for i in needed]), cfg.flow, str(device),
                        batch_pairs=32)
-    q = quantize(flows, cfg.bound)
-    return {int(i): (_jpeg(np.ascontiguousarray(f[..., 0]), cfg.jpeg_quality, True),
-                     _jpeg(np.ascontiguousarray(f[..., 1]), cfg.jpeg_quality, True))
-            for i, f in zip(needed, q)}
+    return {int(i): encode_field(f, cfg) for i, f in zip(needed, flows)}
+
+
+def encode_field(flow: np.ndarray, cfg: ExtractConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One flow field [H, W, 2] in px -> its (x, y) images as the rawframes hold them:
+    quantised with the extraction's bound, then the JPEG round trip."""
+    q = quantize(flow, cfg.bound)
+    return (_jpeg(np.ascontiguousarray(q[..., 0]), cfg.jpeg_quality, True),
+            _jpeg(np.ascontiguousarray(q[..., 1]), cfg.jpeg_quality, True))
 
 
 @torch.no_grad()
@@ -184,11 +178,8 @@ def video_list(target: Path) -> list[tuple[Path, str]]:
             for r in rels]
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m two_stream.predict",
-                                description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("target", help="a video file, a folder of videos, or a list file")
+def add_stream_args(p: argparse.ArgumentParser) -> None:
+    """The streams, how to fuse them and the device: the same for predict and live."""
     p.add_argument("--spatial", help="run folder or checkpoint of the spatial stream")
     p.add_argument("--temporal", help="run folder or checkpoint of the temporal stream")
     p.add_argument("--fusion", choices=FUSIONS, default="weighted")
@@ -196,8 +187,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="per-stream normalisation before fusing (product: log-softmax)")
     p.add_argument("--weights", nargs=2, type=float, default=[1.0, 1.5],
                    help="spatial and temporal weights of `weighted` (TSN: 1 1.5)")
-    p.add_argument("--topk", type=int, default=5)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m two_stream.predict",
+                                description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("target", help="a video file, a folder of videos, or a list file")
+    add_stream_args(p)
+    p.add_argument("--topk", type=int, default=5)
     p.add_argument("--out", help="CSV of the predictions (default for a folder or list: "
                                  "predictions.csv)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

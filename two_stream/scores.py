@@ -204,14 +204,16 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
 _GROUP_SUFFIX = re.compile(r"_g\d+_c\d+$")
 
 
-def from_two_stream_pickle(path: str | os.PathLike, classes: list[str]) -> ScoreFile:
-    """The jeffreyyihuang two-stream pickle: `{"Archery_g01_c01": logits [C]}`.
+def from_two_stream_pickle(path: str | os.PathLike, classes: list[str], data=None
+                           ) -> ScoreFile:
+    """The jeffreyyihuang two-stream pickle: `{"Archery_g01_c01": logits [C]}` (`data`: its
+    content when already unpickled).
 
     The label comes from the class part of the name, matched case-insensitively (UCF101
     names `HandStandPushups_*` files of class `HandstandPushups`); ids become
     `Class/v_Name` like the split lists'.
     """
-    data = load_pickle(path)
+    data = load_pickle(path) if data is None else data
     if not isinstance(data, dict):
         raise ScoreFileError(f"{path}: expected a dict {{video name: scores}}, "
                              f"got {type(data).__name__}")
@@ -253,10 +255,10 @@ def read_ann_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
 
 
 def from_mmaction_pkl(path: str | os.PathLike, ann_file: str | os.PathLike,
-                      classes: list[str]) -> ScoreFile:
+                      classes: list[str], data=None) -> ScoreFile:
     """MMAction2 test output: a list of score arrays (or dicts with `pred_score`) in the order
-    of `ann_file`."""
-    data = load_pickle(path)
+    of `ann_file` (`data`: its content when already unpickled)."""
+    data = load_pickle(path) if data is None else data
     if not isinstance(data, list):
         raise ScoreFileError(f"{path}: expected a list of score arrays, got {type(data).__name__}")
     ids, labels = read_ann_file(ann_file)
@@ -295,12 +297,12 @@ def load_any(path: str | os.PathLike, class_index: str | os.PathLike | None = No
     if not isinstance(head, (dict, list)):
         raise ScoreFileError(f"{path}: expected a dict {{video name: scores}} (two-stream) or "
                              f"a list of score arrays (MMAction2), got {type(head).__name__}")
-    if isinstance(head, dict):
-        return from_two_stream_pickle(path, classes)
+    if isinstance(head, dict):  # unpickled once, here
+        return from_two_stream_pickle(path, classes, head)
     if ann_file is None:
         raise ScoreFileError(f"{path}: an MMAction2 result list needs --ann-file (the test "
                              "annotation list, in the same order)")
-    return from_mmaction_pkl(path, ann_file, classes)
+    return from_mmaction_pkl(path, ann_file, classes, head)
 
 
 def align(files: dict[str, ScoreFile], allow_missing: bool = False

@@ -1,6 +1,5 @@
 """--decode gpu: the bytes path (decoded and transformed by torch, here on the CPU) gives the
 tensors of the CPU path (OpenCV) from the same rawframes, for training and test samples."""
-import numpy as np
 import pytest
 import torch
 

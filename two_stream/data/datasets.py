@@ -100,7 +100,7 @@ class VideoDataset(Dataset):
         idx = self.indices(record, rng)
         jpegs = (self.source.rgb_bytes(record.video_id, idx[:, 0]) if c.modality == "rgb"
                  else self.source.flow_bytes(record.video_id, idx.reshape(-1)))
-        data = [torch.from_numpy(d.copy()) for d, _ in jpegs]  # writable, for torch
+        data = [torch.from_numpy(d) for d, _ in jpegs]
         if not self.train:
             return JpegSample(data, idx.shape[0], c.modality, c.input_size,
                               scale_size=c.scale_size, num_crops=c.test_crops)

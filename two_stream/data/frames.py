@@ -236,7 +236,7 @@ class RawframeSource:
                                              f"holds {len(entries)})")
                     offset, length = entries[int(i)]
                     f.seek(offset)
-                    out.append((np.frombuffer(f.read(length), np.uint8),
+                    out.append((np.frombuffer(bytearray(f.read(length)), np.uint8),
                                 f"{pack}[{k} {int(i) + 1}]"))
         return out
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_jpeg
@@ -95,6 +94,3 @@ def to_device(x, device: torch.device) -> torch.Tensor:
         return decode_samples(x, device)
     return x.to(device, non_blocking=True)
 
-
-def read_bytes(paths: list) -> list[torch.Tensor]:
-    return [torch.from_numpy(np.fromfile(p, np.uint8)) for p in paths]

@@ -24,6 +24,18 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder's best (else last) checkpoint."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+            if (p / name).exists():
+                return p / name
+        raise UserError(f"{p}: no checkpoint_best.pt or checkpoint_last.pt; train first or "
+                        "pass a checkpoint file")
+    return p
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """A checkpoint of ours, or a UserError naming the file (missing, truncated, not ours)."""
     if not Path(path).is_file():

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
-from ..data.datasets import ClipConfig, VideoDataset
+from ..data.datasets import VideoDataset
 from ..data.build import Data, build_data
 from ..data.frames import RawframeSource, read_meta
 from ..data.jpeg_batch import collate_jpeg, to_device
