@@ -36,7 +36,7 @@ from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.data.build import build_data
-from two_stream.engine.train import fit, identity_diff
+from two_stream.engine.train import fit, identity_diff, saved_config
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion import fuse_fixed
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct
@@ -76,9 +76,8 @@ PRESETS = {
 }
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The data set, preset and training overrides (shared with benchmarks/sweep.py)."""
     p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ucf101", "hmdb51"))
     p.add_argument("--videos", help="video root (ucf101/hmdb51: <Class>/<video>)")
     p.add_argument("--frames", help="existing rawframes (skips extraction)")
@@ -90,20 +89,30 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--input-size", type=int, help="override the preset's input size")
     p.add_argument("--num-segments", type=int, help="override the preset's segments")
-    p.add_argument("--consensus", nargs="+", default=list(CONSENSUS), choices=CONSENSUS)
-    p.add_argument("--streams", nargs="+", default=list(STREAMS), choices=list(STREAMS))
     p.add_argument("--synthetic-clips-per-group", type=int, help="smaller synthetic set")
     p.add_argument("--synthetic-groups", type=int, help="smaller synthetic set (a third of the "
                                                         "groups are the test split)")
     p.add_argument("--synthetic-frames", type=int, help="shorter synthetic clips")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the synthetic set and of the validation hold-out (fixed while "
+                        "--seed varies training)")
+    p.add_argument("--work-dir", default="data/demo", help="generated data, frames and runs")
+    p.add_argument("--results-root", default="results")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_args(p)
+    p.add_argument("--consensus", nargs="+", default=list(CONSENSUS), choices=CONSENSUS)
+    p.add_argument("--streams", nargs="+", default=list(STREAMS), choices=list(STREAMS))
     p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5],
                    help="spatial:temporal weights of the `weighted` row, fixed in advance")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--work-dir", default="data/demo", help="generated data, frames and runs")
     p.add_argument("--name", help="results/<name>/ (default: demo for synthetic)")
-    p.add_argument("--results-root", default="results")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--seed", type=int, default=0, help="seed of training (initialisation, "
+                                                       "sampling, augmentation)")
     return p
 
 
@@ -133,7 +142,7 @@ def step_data(args, work: Path) -> tuple[Path, Path, dict | None]:
             raise UserError("--dataset ucf101|hmdb51 needs --split-dir and --videos "
                              "(or --frames)")
         return Path(args.videos or ""), Path(args.split_dir), None
-    cfg = SyntheticConfig(seed=args.seed)
+    cfg = SyntheticConfig(seed=args.data_seed)
     if args.synthetic_clips_per_group:
         cfg = dataclasses.replace(cfg, clips_per_group=args.synthetic_clips_per_group)
     if args.synthetic_groups:
@@ -192,7 +201,8 @@ def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: P
     dataset = "ucf101" if args.dataset == "synthetic" else args.dataset
     return {
         "data": DataConfig(**{**over.get("data", {}), "dataset": dataset, "split": args.split,
-                              "split_dir": str(split_dir), "frames": str(frames)}),
+                              "split_dir": str(split_dir), "frames": str(frames),
+                              "val_seed": args.data_seed}),
         "clip": ClipConfig(**over["clip"]),
         "model": ModelConfig(**model),
         "optim": OptimConfig(**over["optim"]),
@@ -207,7 +217,7 @@ def trained(run_dir: Path, cfgs: dict) -> bool:
     if not last.exists():
         return False
     ck = load_checkpoint(last)
-    diff = identity_diff(ck["config"], cfgs)
+    diff = identity_diff(saved_config(ck), cfgs)
     if diff:
         log.warning("%s: trained with other settings (%s): training again", run_dir, diff)
         for f in run_dir.glob("*"):
@@ -218,6 +228,16 @@ def trained(run_dir: Path, cfgs: dict) -> bool:
     return ck["epoch"] >= cfgs["optim"].epochs
 
 
+def scores_current(path: Path, epoch: int, clip: ClipConfig) -> bool:
+    """A score file of this checkpoint epoch under this test protocol exists."""
+    if not path.exists():
+        return False
+    meta = load_scores(path).meta
+    return (meta.get("epoch"), meta.get("segments"), meta.get("crops"),
+            meta.get("average_views")) == (epoch, clip.test_segments, clip.test_crops,
+                                           clip.average_views)
+
+
 def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
     """Train (or resume) a run, then write scores_val.npz and scores_test.npz."""
     run_dir = Path(cfgs["run"].run_dir)
@@ -225,12 +245,12 @@ def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
         fit(cfgs)
     ck_path = run_dir / "checkpoint_best.pt"
     ck = load_checkpoint(ck_path)
-    data = build_data(cfgs["data"], cfgs["clip"], cfgs["run"].seed)
+    data = build_data(cfgs["data"], cfgs["clip"])
     out = {}
     for split, records in (("val", data.val), ("test", data.test)):
         path = run_dir / f"scores_{split}.npz"
         out[split] = path
-        if not (path.exists() and load_scores(path).meta.get("epoch") == ck["epoch"]):
+        if not scores_current(path, ck["epoch"], cfgs["clip"]):
             write_scores(cfgs, ck_path, ck, data, records, split, stream,
                          dist.local_device("auto"))
     return out

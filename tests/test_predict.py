@@ -48,7 +48,7 @@ def test_input_from_the_video_equals_the_input_from_its_rawframes(runs, stream):
     d = DataConfig(**ck["config"]["data"])
     clip = ClipConfig(**{k: tuple(v) if isinstance(v, list) else v
                          for k, v in ck["config"]["clip"].items()})
-    data = build_data(d, clip, 0)
+    data = build_data(d, clip)
     record = data.test[0]
     want = VideoDataset([record], data.source, clip, train=False)[0][0]
     video = runs / "syn" / "videos" / f"{record.video_id}.avi"

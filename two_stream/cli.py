@@ -78,7 +78,7 @@ def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
     dist.init_distributed(device)
     ck_path = find_checkpoint(run.checkpoint or run.run_dir)
     ck = load_checkpoint(ck_path)
-    data = build_data(d, clip, run.seed)
+    data = build_data(d, clip)
     if list(ck["classes"]) != data.split.classes:
         raise UserError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
                         f"the split's {len(data.split.classes)}")

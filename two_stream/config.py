@@ -50,6 +50,8 @@ class DataConfig:
     frame_layout: str = _f("rawframes", "rawframes | rawframes_xy | feichtenhofer")
     val_ratio: float = _f(0.1, "share of the training list held out for validation (whole "
                                "groups: UCF101 gNN, HMDB51 source film); 0 = no validation")
+    val_seed: int = _f(0, "seed of the validation hold-out: the split stays fixed while "
+                          "--seed varies training (a sweep's seeds compare on one split)")
     folder_test_ratio: float = _f(0.3, "test share of a folder data set's generated split")
     workers: int = _f(2, "data-loader worker processes")
     batch_size: int = _f(32, "videos per training batch (global: split over torchrun processes)")
@@ -197,7 +199,7 @@ def load_config_defaults(path: str | os.PathLike) -> dict[str, dict]:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: cannot read config ({e})") from None
-    unknown = set(data) - set(CONCERNS) - {"command", "classes"}
+    unknown = set(data) - set(CONCERNS) - {"command", "classes", "weights_sha256"}
     if unknown:
         raise UserError(f"{path}: unknown config sections {sorted(unknown)}")
     return {k: v for k, v in data.items() if k in CONCERNS}

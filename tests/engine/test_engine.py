@@ -303,7 +303,7 @@ def test_persistent_workers_still_reach_each_epochs_sampling(syn, tmp_path):
     from two_stream.engine.train import EpochSampler
     from two_stream.data.build import build_data
     cfgs = _cfgs(_args(syn, tmp_path / "r", "--num-segments", "2"))
-    data = build_data(cfgs["data"], cfgs["clip"], 0)
+    data = build_data(cfgs["data"], cfgs["clip"])
     ds = VideoDataset(data.train[:6], data.source, cfgs["clip"], train=True, seed=0)
     got = {}
     for workers in (0, 2):
@@ -438,3 +438,32 @@ def test_resume_with_other_settings_is_a_one_line_error(syn, tmp_path, capsys):
     assert cli.main(["train", *_args(syn, run, "--epochs", "2", "--val-ratio", "0",
                                      "--resume")]) == 0
     assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
+
+
+def test_resume_from_a_changed_weights_file_is_another_run(syn, tmp_path, capsys):
+    """Same path, other bytes: the weights digest is part of the run's identity."""
+    weights = tmp_path / "cnn.pt"
+    torch.save(TSN(ModelConfig(num_classes=4)).backbone.state_dict(), weights)
+    run = tmp_path / "r"
+    base = _args(syn, run, "--val-ratio", "0", "--weights", str(weights))
+    assert cli.main(["train", *base, "--epochs", "1"]) == 0
+    ck = load_checkpoint(run / "checkpoint_last.pt")
+    assert ck["weights_sha256"] and len(ck["weights_sha256"]) == 64
+    assert json.loads((run / "config.json").read_text())["weights_sha256"] == ck["weights_sha256"]
+    torch.manual_seed(1)
+    torch.save(TSN(ModelConfig(num_classes=4)).backbone.state_dict(), weights)
+    rc = cli.main(["train", *base, "--epochs", "2", "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "weights_sha256: " in err and "\n" not in err
+
+
+def test_validation_hold_out_does_not_follow_the_training_seed(syn):
+    from two_stream.data.build import build_data
+    argv = ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
+            "--val-ratio", "0.3"]
+    a = build_data(*(_cfgs([*argv, "--seed", "0"])[k] for k in ("data", "clip")))
+    b = build_data(*(_cfgs([*argv, "--seed", "5"])[k] for k in ("data", "clip")))
+    c = build_data(*(_cfgs([*argv, "--val-seed", "5"])[k] for k in ("data", "clip")))
+    ids = lambda recs: sorted(r.video_id for r in recs)  # noqa: E731
+    assert ids(a.val) == ids(b.val) and ids(a.val)
+    assert ids(a.val) != ids(c.val)

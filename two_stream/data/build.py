@@ -52,11 +52,12 @@ class Data:
     test: list[VideoRecord]
 
 
-def build_data(d: DataConfig, clip: ClipConfig, seed: int) -> Data:
-    """Split -> (train, group-disjoint validation, test) records with frame counts."""
+def build_data(d: DataConfig, clip: ClipConfig) -> Data:
+    """Split -> (train, group-disjoint validation, test) records with frame counts. The
+    hold-out depends on `d.val_seed` only, never on the training seed."""
     split = load_split(d)
     source = make_source(d, clip.modality)
-    train, val = (validation_split(split.train, d.val_ratio, seed) if d.val_ratio > 0
+    train, val = (validation_split(split.train, d.val_ratio, d.val_seed) if d.val_ratio > 0
                   else (split.train, []))
     everything = train + val + split.test
     counts = source.counts([r.video_id for r in everything])

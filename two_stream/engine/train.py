@@ -13,6 +13,7 @@ import itertools
 import json
 import csv
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -292,9 +293,27 @@ _NOT_IDENTITY = {"data": {"workers", "eval_batch_size", "decode"},
                  "optim": {"epochs"}}
 
 
+def weights_digest(weights: str) -> str | None:
+    """SHA-256 of a `--weights PATH` file (None for none / imagenet / a missing file): a run
+    that starts from a retrained checkpoint under the same path is another run."""
+    if weights in ("", "none", "imagenet") or not Path(weights).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def saved_config(ck: dict) -> dict:
+    """A checkpoint's config with the digest of the weights file it started from."""
+    return {**ck["config"], "weights_sha256": ck.get("weights_sha256")}
+
+
 def run_identity(config: dict) -> dict:
     """The fields of a saved or requested config (dataclasses or their dicts) that define a
-    run: data, clip, model, optim and the seed, as plain JSON values."""
+    run: data, clip, model, optim, the seed and the digest of the weights file it starts from
+    (a saved config carries it as `weights_sha256`, see `saved_config`), as JSON values."""
     out = {}
     for concern in ("data", "clip", "model", "optim"):
         values = config[concern]
@@ -303,6 +322,8 @@ def run_identity(config: dict) -> dict:
                         if k not in _NOT_IDENTITY.get(concern, set())}
     run = config["run"]
     out["seed"] = run.seed if dataclasses.is_dataclass(run) else run["seed"]
+    out["weights_sha256"] = (config["weights_sha256"] if "weights_sha256" in config
+                             else weights_digest(str(out["model"].get("weights", "none"))))
     return json.loads(json.dumps(out, default=list))
 
 
@@ -314,19 +335,21 @@ def identity_diff(saved: dict, requested: dict) -> str:
         for k in sorted(set(a[concern]) | set(b[concern])):
             if a[concern].get(k) != b[concern].get(k):
                 diffs.append(f"{concern}.{k}: {a[concern].get(k)!r} -> {b[concern].get(k)!r}")
-    if a["seed"] != b["seed"]:
-        diffs.append(f"seed: {a['seed']} -> {b['seed']}")
+    for k in ("seed", "weights_sha256"):
+        if a[k] != b[k]:
+            diffs.append(f"{k}: {str(a[k])[:12]} -> {str(b[k])[:12]}")
     return ", ".join(diffs)
 
 
 def checkpoint_state(model, opt, scheduler, scaler, epoch: int, step: int, best: float,
-                     cfgs: dict, classes: list[str], input_meta: dict | None = None) -> dict:
+                     cfgs: dict, classes: list[str], input_meta: dict | None = None,
+                     weights_sha256: str | None = None) -> dict:
     core = model.module if hasattr(model, "module") else model
     state = {"model": core.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
              "epoch": epoch, "step": step, "best_val_top1": float(best), "rng": rng_state(),
              "config": {k: dataclasses.asdict(v) for k, v in cfgs.items()},
-             "classes": list(classes)}
+             "classes": list(classes), "weights_sha256": weights_sha256}
     if input_meta:
         state["input"] = input_meta
     return state
@@ -355,12 +378,14 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
         torch.backends.cudnn.benchmark = not run.deterministic
         torch.backends.cudnn.deterministic = run.deterministic
     run_dir = Path(run.run_dir)
-    data = build_data(d, clip, run.seed)
+    data = build_data(d, clip)
     input_meta = rawframe_input(data)
     cfgs["model"] = m = dataclasses.replace(m, num_classes=len(data.split.classes))
+    digest = weights_digest(m.weights)  # read before the weights are: what this run starts from
     if dist.is_main():
         atomic_write_text(run_dir / "config.json",
-                          config_to_json(cfgs, classes=data.split.classes))
+                          config_to_json(cfgs, classes=data.split.classes,
+                                         weights_sha256=digest))
     torch.manual_seed(run.seed)
     model = TSN(m).to(device)
     if use_channels_last(run, device):
@@ -384,7 +409,7 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     last = run_dir / "checkpoint_last.pt"
     if run.resume and last.exists():
         ck = load_checkpoint(last)
-        diff = identity_diff(ck["config"], cfgs)
+        diff = identity_diff(saved_config(ck), {**cfgs, "weights_sha256": digest})
         if diff:
             raise UserError(f"--resume: {last} was trained with other settings ({diff}); "
                             "use another --run-dir, or the same settings")
@@ -434,7 +459,7 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
         best = max(best, score)
         if dist.is_main():
             state = checkpoint_state(model, opt, scheduler, scaler, epoch, step, best, cfgs,
-                                     data.split.classes, input_meta)
+                                     data.split.classes, input_meta, digest)
             save_checkpoint(last, state)
             if improved:
                 save_checkpoint(run_dir / "checkpoint_best.pt", state)

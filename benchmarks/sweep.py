@@ -1,0 +1,366 @@
+"""Resumable sweeps with seeds: a grid of config values x training seeds, one stream.
+
+    python -m benchmarks.sweep --name sweep_consensus --stream temporal \\
+        --grid model.consensus=mean,max,var,topk,lstm clip.num_segments=3,5 --seeds 0 1 2
+    python -m benchmarks.sweep --name sweep_flow --stream temporal \\
+        --grid flow.algorithm=tvl1,dis,farneback --seeds 0 1 2
+
+Each cell x seed trains and scores in `<work-dir>/sweeps/<name>/<cell>/seed<k>/`. The seed
+sets initialisation, sampling and augmentation; the data set and the validation hold-out keep
+`--data-seed`. A rerun skips a finished run only when its identity (data, clip, model, optim,
+seed, weights-file digest) equals the requested one, and resumes an interrupted one. A cell
+with `model.consensus=lstm` follows the suite's CNN-LSTM recipe: the LSTM learns on the frozen
+CNN of the same seed's `mean` run of that cell (trained first; with `model.consensus` in the
+grid it is the `mean` cell itself). `flow.algorithm` extracts one set of rawframes per value.
+
+Output `results/<name>/`: `table.md|csv` (one row per cell: mean, sd, min, max over seeds;
+each cell against the best, paired by seed), `pairs.csv` (every pair of cells), `runs.csv`
+(every run), `top1_by_<key>.png`, `run.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tqdm import tqdm
+
+from benchmarks import suite
+from flow_tools.extract import ExtractConfig, extract_all
+from flow_tools.flow import ALGORITHMS, FlowParams
+from two_stream.config import CONCERNS
+from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
+from two_stream.metrics import class_mean, topk_accuracy, topk_correct
+from two_stream.report import markdown_table, note_start, write_run_json, write_table
+from two_stream.scores import load_scores
+
+log = logging.getLogger("sweep")
+FLOW_KEY = "flow.algorithm"
+# set by the stream and the split, not by a sweep
+_FIXED = {"model.num_classes", "model.modality", "model.new_length", "clip.modality",
+          "data.dataset", "data.split", "data.split_dir", "data.frames", "data.val_seed",
+          "run.run_dir", "run.seed", "run.resume"}
+# what the CNN of an LSTM cell does not depend on
+_HEAD_KEYS = {"model.consensus", "model.lstm_hidden", "model.lstm_layers",
+              "model.lstm_bidirectional", "model.lstm_loss", "model.freeze_backbone",
+              "model.topk_segments"}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    suite.add_data_args(p)
+    p.add_argument("--name", required=True, help="results/<name>/ and the runs' folder")
+    p.add_argument("--stream", default="temporal", choices=list(suite.STREAMS))
+    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2",
+                   help="swept values of a config field (concern.field, e.g. optim.lr, "
+                        "clip.num_segments, model.lstm_hidden) or flow.algorithm")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
+                   help="a fixed value for every cell (same keys as --grid)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    return p
+
+
+# --- config values -------------------------------------------------------------------------
+def field_type(key: str) -> type:
+    """The type of `concern.field` (UserError naming the choices for an unknown key)."""
+    if key == FLOW_KEY:
+        return str
+    concern, _, name = key.partition(".")
+    if concern not in CONCERNS:
+        raise UserError(f"unknown key {key!r}: use concern.field with a concern of "
+                        f"{sorted(CONCERNS)}, or {FLOW_KEY}")
+    fields = {f.name: f for f in dataclasses.fields(CONCERNS[concern])}
+    if name not in fields:
+        raise UserError(f"unknown key {key!r}: {concern} has {sorted(fields)}")
+    if key in _FIXED:
+        raise UserError(f"{key} is set by the stream, the split or the sweep, not by --grid/--set")
+    default = getattr(CONCERNS[concern](), name)
+    return tuple if isinstance(default, (tuple, list)) else type(default)
+
+
+def parse_value(key: str, text: str):
+    kind = field_type(key)
+    try:
+        if kind is bool:
+            low = text.lower()
+            if low not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError
+            return low in ("true", "yes", "1")
+        if kind is tuple:  # milestones: 30:60
+            return tuple(int(v) for v in text.split(":"))
+        value = kind(text)
+    except ValueError:
+        raise UserError(f"{key}={text!r}: not a {kind.__name__}") from None
+    if key == FLOW_KEY and value not in ALGORITHMS:
+        raise UserError(f"{key}={text!r}: choose from {ALGORITHMS}")
+    return value
+
+
+def parse_assignments(items: list[str], many: bool) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for item in items:
+        key, eq, values = item.partition("=")
+        if not eq or not values:
+            raise UserError(f"{item!r}: expected KEY=V{'1,V2' if many else ''}")
+        if key in out:
+            raise UserError(f"{key} given twice")
+        texts = values.split(",") if many else [values]
+        parsed = [parse_value(key, t) for t in texts]
+        if len(set(map(str, parsed))) < len(parsed):
+            raise UserError(f"{item!r}: a value is repeated")
+        out[key] = parsed
+    return out
+
+
+def cell_slug(cell: dict) -> str:
+    """A run-folder name for a cell: `key=value` of the swept keys (`base` when none)."""
+    parts = [f"{k}={':'.join(map(str, v)) if isinstance(v, tuple) else v}"
+             for k, v in cell.items()]
+    return "_".join(parts).replace("/", "-") or "base"
+
+
+def apply(cfgs: dict, values: dict) -> dict:
+    """Set `concern.field` values on the stream's dataclasses (flow.algorithm is not one)."""
+    out = dict(cfgs)
+    for key, value in values.items():
+        if key == FLOW_KEY:
+            continue
+        concern, _, name = key.partition(".")
+        out[concern] = dataclasses.replace(out[concern], **{name: value})
+    clip = out["clip"]  # the model follows the clip, as on the stream CLIs
+    out["model"] = dataclasses.replace(out["model"], modality=clip.modality,
+                                       new_length=clip.new_length)
+    return out
+
+
+# --- runs ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Plan:
+    """One training run: a cell's configuration and seed, or the CNN an LSTM cell freezes."""
+    cell: dict
+    seed: int
+    cfgs: dict
+    is_cell: bool = True
+    needs: "Plan | None" = None  # the mean run whose CNN an LSTM cell freezes
+
+    @property
+    def run_dir(self) -> str:
+        return self.cfgs["run"].run_dir
+
+
+def flow_frames(args, videos: Path, work: Path, preset: dict, algorithm: str | None) -> Path:
+    """The rawframes of a flow algorithm: the suite's frames for the preset's algorithm, one
+    more extraction per other algorithm (same sizes and bound)."""
+    if algorithm is None or algorithm == preset["flow"].algorithm:
+        return suite.step_frames(args, videos, work, preset)
+    if args.frames:
+        raise UserError(f"{FLOW_KEY}={algorithm}: the sweep extracts rawframes per flow "
+                        "algorithm from --videos; it cannot re-extract --frames")
+    out = work / f"frames_{algorithm}"
+    cfg = ExtractConfig(flow=FlowParams(algorithm), new_short=preset["new_short"],
+                        new_size=preset["new_size"])
+    s = extract_all(videos, out, cfg, workers=os.cpu_count() or 1, quiet=args.quiet)
+    print(f"{algorithm} frames and flow at {out}: {s.line()}")
+    return out
+
+
+def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work: Path,
+              preset: dict) -> list[Plan]:
+    """Every cell x seed in training order: an LSTM cell after the mean run it starts from
+    (the grid's own mean cell when `model.consensus` is swept, else a `cnn_*` run)."""
+    root = work / "sweeps" / args.name
+    keys = list(grid)
+
+    def make(cell: dict, values: dict, seed: int, slug: str, is_cell: bool) -> Plan:
+        cfgs = suite.stream_configs(args, args.stream, "mean", split_dir,
+                                    frames[values.get(FLOW_KEY)], work, preset)
+        cfgs = apply(cfgs, values)
+        cfgs["run"] = dataclasses.replace(cfgs["run"], seed=seed,
+                                          run_dir=str(root / slug / f"seed{seed}"))
+        return Plan(cell, seed, cfgs, is_cell)
+
+    cells = [make(dict(zip(keys, combo)), {**fixed, **dict(zip(keys, combo))}, seed,
+                  cell_slug(dict(zip(keys, combo))), True)
+             for combo in itertools.product(*(grid[k] for k in keys)) for seed in args.seeds]
+    by_dir = {p.run_dir: p for p in cells}
+    cnns: dict[str, Plan] = {}
+    for plan in cells:
+        if plan.cfgs["model"].consensus != "lstm" or "model.weights" in {**fixed, **plan.cell}:
+            continue
+        # the same cell with mean consensus and no head settings: a grid cell, or a cnn_ run
+        cnn_cell = {k: ("mean" if k == "model.consensus" else v) for k, v in plan.cell.items()
+                    if k == "model.consensus" or k not in _HEAD_KEYS}
+        values = {k: v for k, v in {**fixed, **cnn_cell}.items() if k not in _HEAD_KEYS}
+        slug = cell_slug(cnn_cell) if "model.consensus" in cnn_cell else (
+            "cnn_" + cell_slug(cnn_cell))
+        cnn = make(cnn_cell, values, plan.seed, slug, False)
+        cnn = by_dir.get(cnn.run_dir) or cnns.setdefault(cnn.run_dir, cnn)
+        plan.needs = cnn
+        plan.cfgs["model"] = dataclasses.replace(
+            plan.cfgs["model"], freeze_backbone=True,
+            weights=str(Path(cnn.run_dir) / "checkpoint_best.pt"))
+    return [*cnns.values(), *sorted(cells, key=lambda p: p.needs is not None)]
+
+
+def metrics(path: Path) -> dict[str, float]:
+    sf = load_scores(path)
+    return {"top1": 100 * topk_accuracy(sf.scores, sf.labels, 1),
+            "top5": 100 * topk_accuracy(sf.scores, sf.labels, 5),
+            "mean_class_acc": 100 * class_mean(topk_correct(sf.scores, sf.labels), sf.labels,
+                                               len(sf.classes))}
+
+
+def run_plan(plan: Plan, stream: str) -> dict:
+    run_dir = Path(plan.cfgs["run"].run_dir)
+    t0 = time.perf_counter()
+    trained_before = suite.trained(run_dir, plan.cfgs)
+    paths = suite.step_train_and_score(plan.cfgs, stream)
+    test = metrics(paths["test"])
+    val = metrics(paths["val"]) if paths["val"].exists() and load_scores(paths["val"]).labels.size \
+        else {"top1": float("nan")}
+    return {**plan.cell, "seed": plan.seed, **test, "val_top1": val["top1"],
+            "run_dir": str(run_dir), "trained_now": not trained_before,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+# --- tables --------------------------------------------------------------------------------
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean and sd of the per-seed differences a - b, and the two-sided paired t-test p."""
+    d = a - b
+    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    if len(d) < 2:
+        p = float("nan")
+    elif sd == 0:
+        p = 1.0 if d.mean() == 0 else 0.0
+    else:
+        p = float(stats.ttest_rel(a, b).pvalue)
+    return float(d.mean()), sd, p
+
+
+def summarise(runs: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table: a row per cell, pairs: every pair of cells), differences paired by seed."""
+    group = keys or (lambda _: "base")
+    rows, per_cell = [], {}
+    for cell, g in runs.groupby(group, sort=False):
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        g = g.sort_values("seed")
+        per_cell[cell] = g.set_index("seed")["top1"]
+        rows.append({**dict(zip(keys, cell)), "seeds": len(g),
+                     "top1_mean": g.top1.mean(), "top1_sd": g.top1.std(ddof=1),
+                     "top1_min": g.top1.min(), "top1_max": g.top1.max(),
+                     "top5_mean": g.top5.mean(), "mean_class_acc_mean": g.mean_class_acc.mean(),
+                     "val_top1_mean": g.val_top1.mean()})
+    table = pd.DataFrame(rows)
+    cells = list(per_cell)
+    best = cells[int(table.top1_mean.values.argmax())]
+    pairs = []
+    for a, b in itertools.combinations(cells, 2):
+        sa, sb = per_cell[a].align(per_cell[b], join="inner")
+        mean, sd, p = paired(sa.values, sb.values)
+        pairs.append({"a": cell_slug(dict(zip(keys, a))), "b": cell_slug(dict(zip(keys, b))),
+                      "seeds": len(sa), "diff_mean": mean, "diff_sd": sd, "p_paired_t": p})
+    vs_best = []
+    for cell in cells:
+        sa, sb = per_cell[cell].align(per_cell[best], join="inner")
+        mean, sd, p = paired(sa.values, sb.values)
+        vs_best.append((mean, sd, p, int((sa.values < sb.values).sum())))
+    table["diff_vs_best"] = [v[0] for v in vs_best]
+    table["diff_sd"] = [v[1] for v in vs_best]
+    table["p_vs_best"] = [v[2] for v in vs_best]
+    table["seeds_below_best"] = [v[3] for v in vs_best]
+    return table.round(2), pd.DataFrame(pairs).round(4)
+
+
+def plot(table: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    paths = []
+    for key in keys or ["base"]:
+        others = [k for k in keys if k != key]
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        groups = table.groupby(others, sort=False) if others else [((), table)]
+        for label, g in groups:
+            label = label if isinstance(label, tuple) else (label,)
+            x = np.arange(len(g)) if key == "base" else [str(v) for v in g[key]]
+            name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, label))
+            ax.errorbar(x, g.top1_mean, yerr=g.top1_sd.fillna(0), marker="o", capsize=4,
+                        label=name or None)
+        ax.set_xlabel(key)
+        ax.set_ylabel("test top-1 % (mean ± sd over seeds)")
+        if others:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"top1_by_{key.split('.')[-1] if key != 'base' else 'cell'}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    return run_cli(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    note_start()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    started = time.perf_counter()
+    grid = parse_assignments(args.grid, many=True)
+    fixed = {k: v[0] for k, v in parse_assignments(args.set, many=False).items()}
+    both = set(grid) & set(fixed)
+    if both:
+        raise UserError(f"{sorted(both)} in both --grid and --set")
+    if len(set(args.seeds)) < len(args.seeds):
+        raise UserError(f"--seeds {args.seeds}: a seed is repeated")
+    algorithms = grid.get(FLOW_KEY, [fixed.get(FLOW_KEY)])
+    if args.stream == "spatial" and (FLOW_KEY in grid or FLOW_KEY in fixed):
+        raise UserError(f"{FLOW_KEY} changes only the temporal stream's input")
+    work = Path(args.work_dir)
+    preset = suite.PRESETS[args.preset]
+    args.seed = args.seeds[0]  # stream_configs reads it; each plan sets its own
+    videos, split_dir, manifest = suite.step_data(args, work)
+    frames = {a: flow_frames(args, videos, work, preset, a) for a in algorithms}
+    if None not in frames:
+        frames[None] = frames[algorithms[0]]
+    plans = plan_runs(args, grid, fixed, frames, split_dir, work, preset)
+    results = []
+    for plan in tqdm(plans, desc=f"sweep {args.name}", unit="run", disable=args.quiet):
+        row = run_plan(plan, args.stream)
+        if plan.is_cell:
+            results.append(row)
+    runs = pd.DataFrame(results)
+    keys = list(grid)
+    table, pairs = summarise(runs, keys)
+    out = Path(args.results_root) / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    title = (f"Sweep {args.name}: {args.stream} stream, {len(args.seeds)} seeds "
+             f"({' '.join(map(str, args.seeds))}), test split")
+    write_table(table, out, "table", title)
+    write_table(pairs, out, "pairs", f"{args.name}: every pair of cells, paired by seed")
+    write_table(runs, out, "runs", f"{args.name}: every run")
+    plot(table, keys, out)
+    write_run_json(out, options=vars(args), grid={k: list(map(str, v)) for k, v in grid.items()},
+                   fixed={k: str(v) for k, v in fixed.items()},
+                   total_seconds=round(time.perf_counter() - started, 1),
+                   trained_now=int(runs.trained_now.sum()), synthetic=manifest,
+                   run_configs={p.run_dir: {k: dataclasses.asdict(v)
+                                            for k, v in p.cfgs.items()} for p in plans})
+    print(markdown_table(table))
+    print(f"results in {out}/ ({time.perf_counter() - started:.0f} s, "
+          f"{int(runs.trained_now.sum())} of {len(runs)} runs trained now)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
