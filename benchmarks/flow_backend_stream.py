@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.suite import PRESETS, step_data, step_train_and_score, stream_configs
+from benchmarks.suite import preset_for, step_data, step_train_and_score, stream_configs
 from flow_tools.extract import ExtractConfig, extract_all
 from two_stream.metrics import bootstrap_ci, mcnemar_p, strict_correct, topk_correct
 from two_stream.report import note_start, write_run_json, write_table
@@ -35,11 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     note_start()
     work = Path(args.work_dir)
     suite_args = argparse.Namespace(
-        dataset="synthetic", seed=args.seed, synthetic_clips_per_group=None,
-        synthetic_groups=None, synthetic_frames=None, quiet=True, split=1, arch=None,
+        dataset="synthetic", seed=args.seed, data_seed=args.seed, synthetic_clips_per_group=None,
+        synthetic_groups=None, synthetic_frames=None, quiet=True, split=["1"], arch=None,
         epochs=args.epochs, batch_size=None, input_size=None, num_segments=None)
     videos, split_dir, _ = step_data(suite_args, work)
-    preset = PRESETS["cpu-demo"]
+    preset = preset_for("cpu-demo", "synthetic")
     correct, rows = {}, []
     for backend in ("opencv", "torch"):
         frames = work / f"frames_{backend}"

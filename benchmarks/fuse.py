@@ -3,15 +3,20 @@
     python benchmarks/fuse.py --stream spatial=A.npz --stream temporal=B.npz --out DIR
     python benchmarks/fuse.py --grid --stream spatial@mean=A.npz --stream temporal@mean=B.npz \
         --stream spatial@max=C.npz --stream temporal@max=D.npz --out DIR
+    python benchmarks/fuse.py --split-stream spatial=s1.npz,s2.npz,s3.npz \
+        --split-stream temporal=t1.npz,t2.npz,t3.npz --out DIR     # three splits, and their mean
 
 Inputs are `.npz` score files, or foreign pickles (two-stream dict with --class-index,
 MMAction2 result list with --class-index and --ann-file). Writes DIR/table.md, table.csv,
 run.json (inputs with sha256, options, versions) and confusion_<best>.png; with --grid also
-grid.md / grid.csv (rows: fusion method, columns: consensus).
+grid.md / grid.csv (rows: fusion method, columns: consensus). With --split-stream: one such
+folder per split (DIR/split1, ...) and DIR/table.md|csv, every row's top-1 per split with the
+mean and spread over splits (the number papers report for UCF101 / HMDB51).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -36,11 +41,25 @@ def parse_stream(spec: str) -> tuple[str, str, str]:
     return name, column, path
 
 
+def parse_split_stream(spec: str) -> tuple[str, list[str]]:
+    """`name=path1,path2,...` -> (name, [path per split])."""
+    name, eq, paths = spec.partition("=")
+    if not eq or not name or not paths:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME=PATH1,PATH2,...")
+    return name, paths.split(",")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--stream", action="append", type=parse_stream, required=True,
+    p.add_argument("--stream", action="append", type=parse_stream, default=[],
                    help="NAME=PATH (or NAME@COLUMN=PATH with --grid); repeat per stream")
+    p.add_argument("--split-stream", action="append", type=parse_split_stream, default=[],
+                   help="NAME=PATH1,PATH2,...: a stream's test score files of several splits "
+                        "(the same split order for every stream); repeat per stream")
+    p.add_argument("--split-val", action="append", type=parse_split_stream, default=[],
+                   help="NAME=PATH1,PATH2,...: the validation score files of those splits")
+    p.add_argument("--split-names", nargs="+", help="names of the splits (default split1 ..)")
     p.add_argument("--val", action="append", type=parse_stream, default=[],
                    help="NAME=PATH (NAME@COLUMN=PATH with --grid) of a validation score file "
                         "per stream: learned methods fit on it instead of cross-validating "
@@ -224,11 +243,81 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     return df
 
 
+def split_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every row of the per-split tables: top-1 per split, then mean, sd, min and max over the
+    splits, and the mean top-5 and mean class accuracy."""
+    keys = ["method", "norm"]
+    first = next(iter(tables.values()))
+    out = first[keys].copy()
+    for name, df in tables.items():
+        df = df.set_index(keys)
+        missing = set(map(tuple, out[keys].values)) - set(df.index)
+        if missing:
+            raise ScoreFileError(f"{name}: no row {sorted(missing)[0]} (the splits' tables "
+                                 "must have the same rows)")
+        for col in ("top1", "top5", "mean_class_acc"):
+            out[f"{name} {col}"] = df.loc[list(map(tuple, out[keys].values)), col].values
+    top1 = out[[f"{n} top1" for n in tables]]
+    out["top1_mean"] = top1.mean(axis=1)
+    out["top1_sd"] = top1.std(axis=1, ddof=1) if len(tables) > 1 else float("nan")
+    out["top1_min"], out["top1_max"] = top1.min(axis=1), top1.max(axis=1)
+    out["top5_mean"] = out[[f"{n} top5" for n in tables]].mean(axis=1)
+    out["mean_class_acc_mean"] = out[[f"{n} mean_class_acc" for n in tables]].mean(axis=1)
+    out = out.drop(columns=[f"{n} {c}" for n in tables for c in ("top5", "mean_class_acc")])
+    return out.round(2)
+
+
+def run_splits(args: argparse.Namespace) -> pd.DataFrame:
+    """One fusion table per split (DIR/<split>/), then their summary in DIR/table.md."""
+    note_start()
+    start = time.perf_counter()
+    counts = {len(paths) for _, paths in args.split_stream + args.split_val}
+    if len(counts) != 1:
+        raise ScoreFileError("--split-stream / --split-val: every stream needs one file per "
+                             f"split, got {sorted(counts)} files")
+    n = counts.pop()
+    names = args.split_names or [f"split{k}" for k in range(1, n + 1)]
+    if len(names) != n:
+        raise ScoreFileError(f"--split-names: {len(names)} names for {n} splits")
+    if args.stream or args.val:
+        raise ScoreFileError("--split-stream replaces --stream / --val: give one or the other")
+    out = Path(args.out)
+    tables = {}
+    for k, name in enumerate(names):
+        sub = copy.copy(args)
+        sub.stream = [(s, "", paths[k]) for s, paths in args.split_stream]
+        sub.val = [(s, "", paths[k]) for s, paths in args.split_val]
+        sub.out, sub.grid = str(out / name), False
+        sub.title = f"{args.title} ({name})".strip() if args.title else name
+        tables[name] = run(sub)
+    summary = split_summary(tables)
+    md = write_table(summary, out, "table", args.title or f"Fusion over {n} splits",
+                     f"Top-1 % of every row on each split ({', '.join(names)}; each split's "
+                     "full table with CIs in its folder), then the mean, sd, min and max over "
+                     "the splits: the mean is the number papers report, the sd says how much "
+                     "it moves between splits.")
+    write_run_json(out, split_inputs={name: [{"stream": s, "path": paths[k],
+                                              "sha256": sha256(paths[k])}
+                                             for s, paths in args.split_stream]
+                                      for k, name in enumerate(names)},
+                   options={k: v for k, v in vars(args).items()
+                            if k not in ("stream", "val", "split_stream", "split_val")},
+                   seconds=round(time.perf_counter() - start, 3))
+    print(md)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
 
     def body() -> None:
-        run(args)
+        if args.split_stream:
+            run_splits(args)
+        elif not args.stream:
+            raise ScoreFileError("give --stream NAME=PATH (or --split-stream "
+                                 "NAME=PATH1,PATH2,...) per stream")
+        else:
+            run(args)
     return run_cli(body)
 
 

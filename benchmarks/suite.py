@@ -74,15 +74,57 @@ PRESETS = {
         "flow": FlowParams("tvl1"), "new_short": 0, "new_size": (340, 256),
     },
 }
+# Per-data-set variants of a preset, merged over it. HMDB51 `tsn`: the RGB stream takes the
+# values of MMAction2 0.x's configs/recognition/tsn/tsn_r50_1x1x8_50e_hmdb51_imagenet_rgb.py
+# (with its _base_ tsn_r50.py, hmdb51_1x1x8_rgb.py, sgd_50e.py): ResNet-50 from ImageNet,
+# BatchNorm not frozen (norm_eval=False), dropout 0.4, 8 segments, batch 32, SGD lr 0.025
+# momentum 0.9 weight decay 1e-4, 50 epochs with steps at 20 and 40, gradient clipping at 20,
+# 8 test segments, raw scores averaged (average_clips=None). Two differences: training crops
+# are TSN's multi-scale crops, not RandomResizedCrop, and the test crop is 224 (MMAction2
+# centre-crops 256). MMAction2 0.x has no HMDB51 flow config: the flow stream keeps the TSN
+# recipe (MODALITY_DEFAULTS) with the same backbone.
+DATASET_PRESETS = {
+    ("tsn", "hmdb51"): {
+        "common": {"model": {"arch": "resnet50", "partial_bn": False}},
+        "modality": {"rgb": {
+            "clip": {"num_segments": 8, "test_segments": 8, "test_crops": 1,
+                     "average_views": "score"},
+            "model": {"dropout": 0.4},
+            "optim": {"lr": 0.025, "momentum": 0.9, "weight_decay": 1e-4, "epochs": 50,
+                      "schedule": "step", "milestones": (20, 40), "gamma": 0.1,
+                      "clip_grad": 20.0}}},
+    },
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for concern, values in over.items():
+        out.setdefault(concern, {}).update(values)
+    return out
+
+
+def preset_for(name: str, dataset: str) -> dict:
+    """A preset with its per-data-set variant merged in: `common` (both streams) and
+    `modality` (`rgb` / `flow` stream only) overrides."""
+    base, extra = PRESETS[name], DATASET_PRESETS.get((name, dataset), {})
+    out = dict(base, common=_merge(base["common"], extra.get("common", {})))
+    out["modality"] = {m: _merge(base.get("modality", {}).get(m, {}),
+                                 extra.get("modality", {}).get(m, {})) for m in ("rgb", "flow")}
+    return out
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """The data set, preset and training overrides (shared with benchmarks/sweep.py)."""
-    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ucf101", "hmdb51"))
+    p.add_argument("--dataset", default="synthetic",
+                   choices=("synthetic", "ucf101", "hmdb51", "mmaction"),
+                   help="mmaction: MMAction2 annotation lists in --split-dir")
     p.add_argument("--videos", help="video root (ucf101/hmdb51: <Class>/<video>)")
     p.add_argument("--frames", help="existing rawframes (skips extraction)")
-    p.add_argument("--split-dir", help="official split files (ucf101/hmdb51)")
-    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--split-dir", help="official split files (ucf101/hmdb51), or MMAction2 "
+                                       "annotation lists (mmaction)")
+    p.add_argument("--split", nargs="+", default=["1"], metavar="N",
+                   help="split(s) 1..3, or all: each is run, then a table over the splits")
     p.add_argument("--preset", default="cpu-demo", choices=sorted(PRESETS))
     p.add_argument("--arch", help="override the preset's backbone")
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
@@ -139,8 +181,8 @@ def step_data(args, work: Path) -> tuple[Path, Path, dict | None]:
     """(video root, split dir, synthetic manifest or None)."""
     if args.dataset != "synthetic":
         if not args.split_dir or not (args.videos or args.frames):
-            raise UserError("--dataset ucf101|hmdb51 needs --split-dir and --videos "
-                             "(or --frames)")
+            raise UserError(f"--dataset {args.dataset} needs --split-dir and --videos "
+                            "(or --frames)")
         return Path(args.videos or ""), Path(args.split_dir), None
     cfg = SyntheticConfig(seed=args.data_seed)
     if args.synthetic_clips_per_group:
@@ -176,13 +218,29 @@ def step_frames(args, videos: Path, work: Path, preset: dict) -> Path:
     return out
 
 
+def parse_splits(values: list[str]) -> list[int]:
+    """`--split 1 2 3` or `--split all` -> [1, 2, 3]."""
+    if values == ["all"]:
+        return [1, 2, 3]
+    try:
+        splits = [int(v) for v in values]
+    except ValueError:
+        raise UserError(f"--split {' '.join(values)}: give split numbers (1 2 3) or all"
+                        ) from None
+    if len(set(splits)) < len(splits) or min(splits) < 1:
+        raise UserError(f"--split {' '.join(values)}: each split once, numbered from 1")
+    return splits
+
+
 def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: Path,
-                   work: Path, preset: dict) -> dict:
+                   work: Path, preset: dict, split: int | None = None) -> dict:
     """The same dataclasses the stream CLIs build, with the preset and overrides applied."""
     modality = STREAMS[stream]
+    split = split if split is not None else parse_splits(args.split)[0]
     over = {k: dict(v) for k, v in MODALITY_DEFAULTS[modality].items()}
-    for concern, values in preset["common"].items():
-        over.setdefault(concern, {}).update(values)
+    for part in (preset["common"], preset["modality"][modality]):
+        for concern, values in part.items():
+            over.setdefault(concern, {}).update(values)
     for flag, concern, field in (("arch", "model", "arch"), ("epochs", "optim", "epochs"),
                                  ("batch_size", "data", "batch_size"),
                                  ("input_size", "clip", "input_size"),
@@ -191,16 +249,17 @@ def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: P
             over[concern][field] = getattr(args, flag)
     if args.input_size is not None:
         over["clip"]["scale_size"] = round(args.input_size * 256 / 224)
-    run_dir = work / "runs" / f"{stream}_{consensus}"
+    runs = work / "runs" / f"split{split}"
+    run_dir = runs / f"{stream}_{consensus}"
     model = dict(over.get("model", {}), consensus=consensus, modality=modality,
                  new_length=over["clip"]["new_length"])
     if consensus == "lstm":
         # the CNN-LSTM recipe: the LSTM head learns on the frozen CNN of the mean run
         model.update(freeze_backbone=True,
-                     weights=str(work / "runs" / f"{stream}_mean" / "checkpoint_best.pt"))
+                     weights=str(runs / f"{stream}_mean" / "checkpoint_best.pt"))
     dataset = "ucf101" if args.dataset == "synthetic" else args.dataset
     return {
-        "data": DataConfig(**{**over.get("data", {}), "dataset": dataset, "split": args.split,
+        "data": DataConfig(**{**over.get("data", {}), "dataset": dataset, "split": split,
                               "split_dir": str(split_dir), "frames": str(frames),
                               "val_seed": args.data_seed}),
         "clip": ClipConfig(**over["clip"]),
@@ -371,44 +430,112 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: run(args))
 
 
+def default_name(args, splits: list[int]) -> str:
+    base = "demo" if args.dataset == "synthetic" else args.dataset
+    if splits == [1] and args.dataset == "synthetic":
+        return base
+    return f"{base}_split{splits[0]}" if len(splits) == 1 else \
+        f"{base}_splits{'-'.join(map(str, splits))}"
+
+
+def run_split(args, split: int, videos_split_dir: Path, frames: Path, work: Path, preset: dict,
+              manifest: dict | None, out: Path, timer: Timer, started: float
+              ) -> tuple[pd.DataFrame, dict]:
+    """Both streams x every consensus on one split, its fusion table and README in `out`."""
+    scores, configs = {}, {}
+    order = sorted(args.consensus, key=lambda c: c == "lstm")  # lstm needs the mean run
+    tag = f"split{split} " if parse_splits(args.split) != [split] else ""
+    for stream in args.streams:
+        for cons in order:
+            cfgs = stream_configs(args, stream, cons, videos_split_dir, frames, work, preset,
+                                  split)
+            configs[f"split{split}/{stream}_{cons}"] = {k: dataclasses.asdict(v)
+                                                        for k, v in cfgs.items()}
+            with timer(f"{tag}train+score {stream} {cons}"):
+                scores[(stream, cons)] = step_train_and_score(cfgs, stream)
+    scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
+    streams_df = stream_table(scores, manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(streams_df, out, "streams", f"Single streams (test split {split})")
+    with timer(f"{tag}fusion"):
+        table = step_fuse(args, scores, manifest, out, streams_df)
+    write_readme(args, out, timer, streams_df, manifest, started)
+    print(markdown_table(streams_df))
+    print(table)
+    return streams_df, configs
+
+
+def summarise_splits(args, splits: list[int], streams: dict[int, pd.DataFrame], out: Path,
+                     timer: Timer, started: float) -> None:
+    """The table papers report: every stream and fusion row per split, mean and sd over them."""
+    names = {n: f"split{n}" for n in splits}
+    rows = []
+    for (stream, cons), _ in streams[splits[0]].groupby(["stream", "consensus"], sort=False):
+        row = {"stream": stream, "consensus": cons}
+        top1 = []
+        for n in splits:
+            df = streams[n]
+            v = float(df[(df.stream == stream) & (df.consensus == cons)].top1.iloc[0])
+            row[f"{names[n]} top1"] = v
+            top1.append(v)
+        row.update(top1_mean=np.mean(top1), top1_sd=np.std(top1, ddof=1),
+                   top1_min=min(top1), top1_max=max(top1))
+        rows.append(row)
+    streams_df = pd.DataFrame(rows).round(2)
+    write_table(streams_df, out, "streams", f"Single streams over {len(splits)} splits")
+    fusion = fuse.split_summary({names[n]: pd.read_csv(out / names[n] / "table.csv")
+                                 for n in splits})
+    write_table(fusion, out, "table", f"Fusion ({args.consensus[0]} consensus) over "
+                f"{len(splits)} splits", "Each split's full table, with CIs and the fusion "
+                "grid, is in its folder; the mean over the splits is the number papers report.")
+    lines = [f"# Two-stream benchmark: {args.name}", "",
+             "Produced by `" + " ".join(["python -m benchmarks.suite", *sys.argv[1:]]) + "`"
+             " (versions, machine and commit in `run.json`).", "",
+             f"Splits {', '.join(map(str, splits))}, each in its folder "
+             f"({', '.join(f'[{v}]({v}/README.md)' for v in names.values())}).", "",
+             "## Single streams, test top-1 % per split and over the splits", "",
+             markdown_table(streams_df), "",
+             f"## Fusion ({args.consensus[0]} consensus), test top-1 % per split and over the "
+             "splits", "", markdown_table(fusion), "",
+             "Learned rows fit on each split's validation score files (a group-disjoint "
+             "hold-out of that split's training list).", "",
+             "## Wall time per step", "", "| step | seconds |", "| --- | --- |",
+             *[f"| {k} | {v:.1f} |" for k, v in timer.steps.items()],
+             f"| total | {time.perf_counter() - started:.1f} |", ""]
+    atomic_write_text(out / "README.md", "\n".join(lines))
+    print(markdown_table(streams_df))
+    print(markdown_table(fusion))
+
+
 def run(args: argparse.Namespace) -> int:
     note_start()
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(message)s")
-    args.name = args.name or ("demo" if args.dataset == "synthetic" else
-                              f"{args.dataset}_split{args.split}")
+    splits = parse_splits(args.split)
+    args.name = args.name or default_name(args, splits)
+    if "lstm" in args.consensus and "mean" not in args.consensus:
+        raise UserError("the lstm head trains on the mean run's CNN: add mean to --consensus")
     started = time.perf_counter()
     timer = Timer()
     work = Path(args.work_dir)
-    preset = PRESETS[args.preset]
+    preset = preset_for(args.preset, args.dataset)
     out = Path(args.results_root) / args.name
     out.mkdir(parents=True, exist_ok=True)
     with timer("data"):
         videos, split_dir, manifest = step_data(args, work)
     with timer("frames and flow"):
         frames = step_frames(args, videos, work, preset)
-    scores = {}
-    order = sorted(args.consensus, key=lambda c: c == "lstm")  # lstm needs the mean run
-    if "lstm" in order and "mean" not in order:
-        raise UserError("the lstm head trains on the mean run's CNN: add mean to --consensus")
-    configs = {}
-    for stream in args.streams:
-        for cons in order:
-            cfgs = stream_configs(args, stream, cons, split_dir, frames, work, preset)
-            configs[f"{stream}_{cons}"] = {k: dataclasses.asdict(v) for k, v in cfgs.items()}
-            with timer(f"train+score {stream} {cons}"):
-                scores[(stream, cons)] = step_train_and_score(cfgs, stream)
-    scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
-    streams_df = stream_table(scores, manifest)
-    write_table(streams_df, out, "streams", "Single streams (test split)")
-    with timer("fusion"):
-        table = step_fuse(args, scores, manifest, out, streams_df)
-    write_readme(args, out, timer, streams_df, manifest, started)
+    streams, configs = {}, {}
+    for split in splits:
+        sub = out if len(splits) == 1 else out / f"split{split}"
+        streams[split], cfgs = run_split(args, split, split_dir, frames, work, preset,
+                                         manifest, sub, timer, started)
+        configs.update(cfgs)
+    if len(splits) > 1:
+        summarise_splits(args, splits, streams, out, timer, started)
     write_run_json(out, options=vars(args), step_seconds=timer.steps,
                    total_seconds=round(time.perf_counter() - started, 1),
                    synthetic=manifest, run_configs=configs)
-    print(markdown_table(streams_df))
-    print(table)
     print(f"results in {out}/ ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -321,13 +321,15 @@ def run(args: argparse.Namespace) -> int:
     both = set(grid) & set(fixed)
     if both:
         raise UserError(f"{sorted(both)} in both --grid and --set")
+    if len(suite.parse_splits(args.split)) > 1:
+        raise UserError(f"--split {' '.join(args.split)}: a sweep runs on one split")
     if len(set(args.seeds)) < len(args.seeds):
         raise UserError(f"--seeds {args.seeds}: a seed is repeated")
     algorithms = grid.get(FLOW_KEY, [fixed.get(FLOW_KEY)])
     if args.stream == "spatial" and (FLOW_KEY in grid or FLOW_KEY in fixed):
         raise UserError(f"{FLOW_KEY} changes only the temporal stream's input")
     work = Path(args.work_dir)
-    preset = suite.PRESETS[args.preset]
+    preset = suite.preset_for(args.preset, args.dataset)
     args.seed = args.seeds[0]  # stream_configs reads it; each plan sets its own
     videos, split_dir, manifest = suite.step_data(args, work)
     frames = {a: flow_frames(args, videos, work, preset, a) for a in algorithms}

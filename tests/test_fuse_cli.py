@@ -70,3 +70,33 @@ def test_fuse_refuses_misaligned_streams(tmp_path, capsys):
     assert fuse.main(["--stream", f"a={tmp_path / 'a.npz'}", "--stream",
                       f"b={tmp_path / 'b.npz'}", "--out", str(tmp_path / "o")]) == 2
     assert "2 are not in every stream" in capsys.readouterr().err
+
+
+def test_per_split_score_files_give_each_split_and_the_mean(tmp_path):
+    ids, labels, classes = _data()
+    spec = {"rgb": [], "flow": []}
+    for k, informative in enumerate((0.5, 1.0, 2.0)):
+        for s, stream in enumerate(spec):
+            p = tmp_path / f"{stream}{k + 1}.npz"
+            _write(p, 10 * k + s, informative, ids, labels, classes)
+            spec[stream].append(str(p))
+    out = tmp_path / "splits"
+    argv = [a for stream, paths in spec.items()
+            for a in ("--split-stream", f"{stream}={','.join(paths)}")]
+    assert fuse.main(argv + ["--methods", "average", "max", "--norm", "none", "--resamples",
+                             "50", "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "table.csv")
+    per_split = [pd.read_csv(out / f"split{k}" / "table.csv") for k in (1, 2, 3)]
+    assert summary.method.tolist() == per_split[0].method.tolist() == [
+        "rgb", "flow", "average", "max"]
+    for i, row in summary.iterrows():
+        top1 = [t.top1[i] for t in per_split]
+        assert [row[f"split{k} top1"] for k in (1, 2, 3)] == top1
+        assert row.top1_mean == round(np.mean(top1), 2)
+        assert row.top1_sd == round(np.std(top1, ddof=1), 2)
+    assert json.loads((out / "run.json").read_text())["split_inputs"]["split3"][1]["path"] \
+        == spec["flow"][2]
+    # a stream with fewer files than splits is a one-line error
+    rc = fuse.main(["--split-stream", f"rgb={spec['rgb'][0]}", "--split-stream",
+                    f"flow={','.join(spec['flow'])}", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and not (tmp_path / "bad").exists()

@@ -25,13 +25,13 @@ def test_tiny_suite_end_to_end_and_rerun_skips(tmp_path):
         streams.columns)
     run = json.loads((out / "run.json").read_text())
     assert set(run["step_seconds"]) >= {"data", "frames and flow", "fusion"}
-    assert run["run_configs"]["temporal_lstm"]["model"]["freeze_backbone"] is True
+    assert run["run_configs"]["split1/temporal_lstm"]["model"]["freeze_backbone"] is True
     readme = (out / "README.md").read_text()
     assert "python -m benchmarks.suite" in readme and "| method |" in readme
     for png in ["appearance_vs_motion.png", "curves_spatial_mean.png",
                 "curves_temporal_lstm.png", *[p.name for p in out.glob("confusion_*.png")]]:
         assert Image.open(out / png).size[0] > 100
-    runs = tmp_path / "work" / "runs"
+    runs = tmp_path / "work" / "runs" / "split1"
     sf = load_scores(runs / "temporal_mean" / "scores_test.npz")
     assert sf.scores.shape[1] == 12 and sf.meta["modality"] == "flow"
     # a rerun resumes: nothing is trained or scored again
@@ -53,3 +53,32 @@ def test_same_seed_same_table(tmp_path):
         assert suite.main(argv) == 0
         tables.append(pd.read_csv(tmp_path / "res" / name / "table.csv"))
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_three_synthetic_splits_and_their_mean(tmp_path):
+    argv = ["--work-dir", str(tmp_path / "work"), "--results-root", str(tmp_path / "results"),
+            "--name", "three", "--synthetic-groups", "3", "--synthetic-clips-per-group", "1",
+            "--synthetic-frames", "10", "--epochs", "1", "--consensus", "mean",
+            "--input-size", "32", "--resamples", "50", "--quiet", "--split", "all"]
+    assert suite.main(argv) == 0
+    out = tmp_path / "results" / "three"
+    tests = {}
+    per_split = {}
+    for n in (1, 2, 3):
+        per_split[n] = pd.read_csv(out / f"split{n}" / "table.csv")
+        sf = load_scores(tmp_path / "work" / "runs" / f"split{n}" / "temporal_mean" /
+                         "scores_test.npz")
+        assert sf.meta["split"] == f"ucf101 split {n} test"
+        tests[n] = {v.rsplit("_g", 1)[1][:2] for v in sf.video_ids}  # the test groups
+    assert tests == {1: {"01"}, 2: {"02"}, 3: {"03"}}  # group-disjoint test sets
+    summary = pd.read_csv(out / "table.csv")
+    assert summary.method.tolist() == per_split[1].method.tolist()
+    for i, row in summary.iterrows():
+        top1 = [per_split[n].top1[i] for n in (1, 2, 3)]
+        assert [row[f"split{n} top1"] for n in (1, 2, 3)] == top1
+        assert abs(row.top1_mean - sum(top1) / 3) < 0.01
+    streams = pd.read_csv(out / "streams.csv")
+    assert streams[["stream", "consensus"]].values.tolist() == [["spatial", "mean"],
+                                                                 ["temporal", "mean"]]
+    readme = (out / "README.md").read_text()
+    assert "over the splits" in readme and "[split3](split3/README.md)" in readme

@@ -38,12 +38,15 @@ def _f(default, help: str, **kw):
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("ucf101", "split format: ucf101 | hmdb51 | folder",
-                      choices=("ucf101", "hmdb51", "folder"))
+    dataset: str = _f("ucf101", "split format: ucf101 | hmdb51 | mmaction (MMAction2 "
+                                "annotation lists) | folder",
+                      choices=("ucf101", "hmdb51", "mmaction", "folder"))
     split: int = _f(1, "split number (UCF101/HMDB51: 1..3)")
     split_dir: str = _f("", "folder of the split files (UCF101: classInd.txt, trainlist0N.txt, "
-                            "testlist0N.txt; HMDB51: <class>_test_splitN.txt; folder: where "
-                            "the generated lists are saved)")
+                            "testlist0N.txt; HMDB51: <class>_test_splitN.txt; mmaction: "
+                            "<name>_train_split_N_rawframes.txt and <name>_val_split_N_"
+                            "rawframes.txt, or _videos.txt, optional classInd.txt or "
+                            "label_map.txt; folder: where the generated lists are saved)")
     frames: str = _f("", "rawframe root (flow_tools.extract output); required for flow")
     videos: str = _f("", "video root: RGB decoded straight from the videos when --frames is "
                          "not given; for --dataset folder, the <Class>/<video> folder")

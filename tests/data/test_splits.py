@@ -109,3 +109,39 @@ def test_folder_split_is_stratified_deterministic_and_saved(tmp_path):
     assert np.bincount([r.label for r in s.test]).tolist() == [3, 3, 3]
     assert folder_split(root, tmp_path / "lists2", 0.3, seed=3) == s
     assert ucf101_split(tmp_path / "lists", 1) == s
+
+
+def _mmaction_lists(split, out, kind="rawframes", prefix="ucf101"):
+    """Write a split as MMAction2's tools/data scripts do (0-based labels)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for part, recs in (("train", split.train), ("val", split.test)):
+        lines = [f"{r.video_id} {17 + i % 5} {r.label}" if kind == "rawframes"
+                 else f"{r.video_id}.avi {r.label}" for i, r in enumerate(recs)]
+        (out / f"{prefix}_{part}_split_1_{kind}.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["rawframes", "videos"])
+def test_mmaction_lists_equal_the_official_split(fixtures, tmp_path, kind):
+    from two_stream.data.splits import mmaction_split
+    official = ucf101_split(fixtures / "ucf101_splits", 1)
+    _mmaction_lists(official, tmp_path, kind)
+    s = mmaction_split(tmp_path, 1)
+    assert s == official  # class names from the class folders, in label order
+    (tmp_path / "label_map.txt").write_text("".join(f"C{k}\n" for k in range(101)))
+    assert mmaction_split(tmp_path, 1).classes[:2] == ["C0", "C1"]
+
+
+def test_mmaction_lists_bad_content_names_file_and_line(fixtures, tmp_path):
+    from two_stream.data.splits import mmaction_split
+    official = ucf101_split(fixtures / "ucf101_splits", 1)
+    _mmaction_lists(official, tmp_path)
+    path = tmp_path / "ucf101_val_split_1_rawframes.txt"
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0], text[1] + " 7", *text[2:]]) + "\n")
+    with pytest.raises(SplitError, match=r"ucf101_val_split_1_rawframes.txt:2: .*multi-label"):
+        mmaction_split(tmp_path, 1)
+    with pytest.raises(SplitError, match="no MMAction2 train list of split 2"):
+        mmaction_split(tmp_path, 2)
+    _mmaction_lists(official, tmp_path, prefix="other")
+    with pytest.raises(SplitError, match="several train lists of split 1"):
+        mmaction_split(tmp_path, 1)

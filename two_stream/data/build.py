@@ -11,19 +11,22 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 from .datasets import ClipConfig
 from .frames import FrameReadError, RawframeSource, VideoFileSource
-from .splits import (Split, VideoRecord, folder_split, hmdb51_split, resolve_records,
-                     ucf101_split, validation_split)
+from .splits import (Split, VideoRecord, folder_split, hmdb51_split, mmaction_split,
+                     resolve_records, ucf101_split, validation_split)
 
 if TYPE_CHECKING:  # config sits above the data package
     from ..config import DataConfig
 
 
 def load_split(d: DataConfig) -> Split:
-    """The official UCF101 / HMDB51 split, or a folder data set's (generated once, saved)."""
+    """The official UCF101 / HMDB51 split, MMAction2 annotation lists, or a folder data
+    set's split (generated once, saved)."""
     if d.dataset == "ucf101":
         return ucf101_split(d.split_dir, d.split)
     if d.dataset == "hmdb51":
         return hmdb51_split(d.split_dir, d.split)
+    if d.dataset == "mmaction":
+        return mmaction_split(d.split_dir, d.split)
     if not d.videos:
         raise UserError("--dataset folder needs --videos (a <Class>/<video> folder)")
     lists = Path(d.split_dir or Path(d.videos).parent / "splits")

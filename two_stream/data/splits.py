@@ -148,6 +148,88 @@ def hmdb51_split(split_dir: str | os.PathLike, split: int = 1) -> Split:
     return Split(train, test, classes)
 
 
+_MMA_LIST = re.compile(r"(?:^|_)(?P<part>train|val|test)_split_?(?P<n>\d+)_"
+                       r"(?P<kind>rawframes|videos)\.txt$")
+
+
+def read_mmaction_list(path: str | os.PathLike) -> tuple[list[tuple[str, int]], str]:
+    """An MMAction2 annotation list -> ([(video_id, label)], kind). Rawframes lines are
+    `frame_dir total_frames label`, video lines `filename label` (0-based labels); the kind
+    is read from the first line and must hold for every line."""
+    path = Path(path)
+    out, kind = [], None
+    for n, line in _lines(path):
+        parts = line.split()
+        this = {2: "videos", 3: "rawframes"}.get(len(parts))
+        if this is None:
+            raise SplitError(f"{path}:{n}: expected 'frame_dir total_frames label' or "
+                             f"'filename label', got {line!r} (multi-label lists are not "
+                             "supported)")
+        if kind is not None and this != kind:
+            raise SplitError(f"{path}:{n}: a {this} line in a {kind} list: {line!r}")
+        kind = this
+        if not all(v.isdigit() for v in parts[1:]):
+            raise SplitError(f"{path}:{n}: frame count and label must be integers >= 0, got "
+                             f"{line!r}")
+        rel = parts[0].replace("\\", "/").rstrip("/")
+        out.append((rel if kind == "rawframes" else video_id_from_path(rel), int(parts[-1])))
+    if not out:
+        raise SplitError(f"{path}: empty annotation list")
+    return out, kind
+
+
+def _mmaction_classes(split_dir: Path, labels: list[tuple[str, int]]) -> list[str]:
+    """Class names: classInd.txt, else a one-name-per-line label map, else the class folder of
+    each label's videos (when every label has one), else class000, class001, ..."""
+    n = max(label for _, label in labels) + 1
+    if (split_dir / "classInd.txt").exists():
+        names = read_class_index(split_dir / "classInd.txt")
+        source = split_dir / "classInd.txt"
+    elif maps := sorted(split_dir.glob("label_map*.txt")):
+        names, source = [line for _, line in _lines(maps[0])], maps[0]
+    else:
+        folders: dict[int, set[str]] = {}
+        for vid, label in labels:
+            folders.setdefault(label, set()).add(vid.split("/", 1)[0] if "/" in vid else "")
+        if all(len(folders.get(k, ())) == 1 and "" not in folders[k] for k in range(n)):
+            names = [folders[k].pop() for k in range(n)]
+            if len(set(names)) == n:
+                return names
+        return [f"class{k:03d}" for k in range(n)]
+    if len(names) < n:
+        raise SplitError(f"{source}: {len(names)} classes, but the lists use label {n - 1}")
+    return names
+
+
+def mmaction_split(split_dir: str | os.PathLike, split: int = 1) -> Split:
+    """Split N from MMAction2 annotation lists in `split_dir`: `*_train_split_N_rawframes.txt`
+    (or `_videos.txt`) for training and `*_val_split_N_*` (MMAction2's name for the test list)
+    or `*_test_split_N_*` for testing, e.g. `ucf101_train_split_1_rawframes.txt`."""
+    split_dir = Path(split_dir)
+    found: dict[str, list[Path]] = {}
+    for f in sorted(split_dir.glob("*.txt")):
+        m = _MMA_LIST.search(f.name)
+        if m and int(m["n"]) == split:
+            found.setdefault("train" if m["part"] == "train" else "test", []).append(f)
+    for part in ("train", "test"):
+        if not found.get(part):
+            raise SplitError(f"{split_dir}: no MMAction2 {part} list of split {split} "
+                             f"(expected e.g. ucf101_{'train' if part == 'train' else 'val'}"
+                             f"_split_{split}_rawframes.txt)")
+        if len(found[part]) > 1:
+            names = ", ".join(p.name for p in found[part])
+            raise SplitError(f"{split_dir}: several {part} lists of split {split} ({names}): "
+                             "keep one")
+    train, kind = read_mmaction_list(found["train"][0])
+    test, kind_test = read_mmaction_list(found["test"][0])
+    if kind != kind_test:
+        raise SplitError(f"{found['test'][0]}: a {kind_test} list beside the {kind} training "
+                         f"list {found['train'][0].name}")
+    classes = _mmaction_classes(split_dir, train + test)
+    return Split([VideoRecord(v, label) for v, label in train],
+                 [VideoRecord(v, label) for v, label in test], classes)
+
+
 def write_ucf_lists(out_dir: str | os.PathLike, split: Split, ext: str = ".avi",
                     number: int = 1) -> None:
     """Write a split in the UCF101 format, so any data set reloads through `ucf101_split`."""

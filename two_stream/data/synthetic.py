@@ -10,7 +10,9 @@ Textured backgrounds shared by a group (`gNN`, as UCF101's actor/background grou
 size, position and speed, frame noise and camera jitter keep it from being trivial.
 
 Output: `<out>/videos/<Class>/v_<Class>_gGG_cCC.avi` (MJPG), `<out>/splits/classInd.txt`,
-`trainlist01.txt`, `testlist01.txt` (groups 1-3 test, as UCF101 holds out whole groups), and
+`trainlist0N.txt`, `testlist0N.txt` for three group-disjoint splits as UCF101's (split N tests
+the N-th block of `test_groups` groups: 1-3, 4-6, 7-9 by default; fewer splits when the groups
+run out), and
 `<out>/synthetic.json` (the generator config and which classes are appearance / motion),
 written last: its presence means the data set is complete.
 """
@@ -43,7 +45,7 @@ MANIFEST = "synthetic.json"
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    num_groups: int = 10  # groups 1..test_groups are the test split
+    num_groups: int = 10  # split N tests groups (N-1)*test_groups+1 .. N*test_groups
     clips_per_group: int = 2
     test_groups: int = 3
     num_frames: int = 24
@@ -164,12 +166,12 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
     if man_path.exists():
         old = json.loads(man_path.read_text())
         if old == manifest:
+            write_splits(out / "splits", cfg, classes)  # sets made before splits 2, 3 existed
             return ucf101_split(out / "splits", 1)
         raise UserError(f"{man_path}: a synthetic set with another config exists; "
                         "choose another folder or delete it")
     if cfg.test_groups >= cfg.num_groups:
         raise UserError("test_groups must leave at least one training group")
-    train, test = [], []
     jobs = [(c, g, k) for c in range(len(classes)) for g in range(1, cfg.num_groups + 1)
             for k in range(1, cfg.clips_per_group + 1)]
     for label, g, k in progress(jobs, desc="synthetic videos", quiet=quiet):
@@ -183,11 +185,29 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
         path = out / "videos" / f"{video_id}.avi"
         if not path.exists():  # a killed run resumes: finished clips stay
             write_video(path, render_clip(cls, background, size, rng, cfg), cfg.fps)
-        (test if g <= cfg.test_groups else train).append(VideoRecord(video_id, label))
-    split = Split(train, test, classes)
-    write_ucf_lists(out / "splits", split)
+    write_splits(out / "splits", cfg, classes)
     atomic_write_text(man_path, json.dumps(manifest, indent=2))
-    return split
+    return ucf101_split(out / "splits", 1)
+
+
+def num_splits(cfg: SyntheticConfig) -> int:
+    """Group-disjoint splits the groups allow (at most 3, as UCF101 and HMDB51)."""
+    return max(1, min(3, cfg.num_groups // cfg.test_groups))
+
+
+def write_splits(out_dir: Path, cfg: SyntheticConfig, classes: list[str]) -> None:
+    """UCF101-format lists of every split: split N holds out the N-th block of groups."""
+    for n in range(1, num_splits(cfg) + 1):
+        if (out_dir / f"testlist0{n}.txt").exists() and (out_dir / f"trainlist0{n}.txt").exists():
+            continue
+        held = range((n - 1) * cfg.test_groups + 1, n * cfg.test_groups + 1)
+        train, test = [], []
+        for label, cls in enumerate(classes):
+            for g in range(1, cfg.num_groups + 1):
+                for k in range(1, cfg.clips_per_group + 1):
+                    rec = VideoRecord(f"{cls}/v_{cls}_g{g:02d}_c{k:02d}", label)
+                    (test if g in held else train).append(rec)
+        write_ucf_lists(out_dir, Split(train, test, classes), number=n)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -320,6 +320,12 @@ def run_identity(config: dict) -> dict:
         values = dataclasses.asdict(values) if dataclasses.is_dataclass(values) else values
         out[concern] = {k: v for k, v in values.items()
                         if k not in _NOT_IDENTITY.get(concern, set())}
+    # settings of a head the run does not use change nothing
+    consensus = out["model"].get("consensus")
+    for k in list(out["model"]):
+        if (k.startswith("lstm_") and consensus != "lstm") or (
+                k == "topk_segments" and consensus != "topk"):
+            del out["model"][k]
     run = config["run"]
     out["seed"] = run.seed if dataclasses.is_dataclass(run) else run["seed"]
     out["weights_sha256"] = (config["weights_sha256"] if "weights_sha256" in config
