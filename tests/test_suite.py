@@ -82,3 +82,40 @@ def test_three_synthetic_splits_and_their_mean(tmp_path):
                                                                  ["temporal", "mean"]]
     readme = (out / "README.md").read_text()
     assert "over the splits" in readme and "[split3](split3/README.md)" in readme
+
+
+def test_hmdb51_tsn_preset_on_the_official_splits(fixtures, tmp_path):
+    """--preset tsn --dataset hmdb51: MMAction2 0.x's HMDB51 TSN values for the RGB stream, the
+    TSN flow recipe for the temporal one, on each official split."""
+    from two_stream.data.build import load_split
+    from two_stream.data.splits import group_of, validation_split
+    split_dir = fixtures / "hmdb51_splits"
+    args = suite.get_args_parser().parse_args(
+        ["--dataset", "hmdb51", "--preset", "tsn", "--split-dir", str(split_dir),
+         "--frames", str(tmp_path), "--split", "all"])
+    preset = suite.preset_for(args.preset, args.dataset)
+    rgb = suite.stream_configs(args, "spatial", "mean", split_dir, tmp_path, tmp_path, preset, 2)
+    assert (rgb["model"].arch, rgb["model"].weights, rgb["model"].partial_bn,
+            rgb["model"].dropout) == ("resnet50", "imagenet", False, 0.4)
+    assert (rgb["clip"].num_segments, rgb["clip"].test_segments, rgb["clip"].test_crops) == (
+        8, 8, 1)
+    o = rgb["optim"]
+    assert (o.lr, o.momentum, o.weight_decay, o.epochs, tuple(o.milestones), o.clip_grad) == (
+        0.025, 0.9, 1e-4, 50, (20, 40), 20.0)
+    flow = suite.stream_configs(args, "temporal", "mean", split_dir, tmp_path, tmp_path, preset,
+                                2)
+    assert (flow["model"].arch, flow["optim"].lr, flow["clip"].new_length,
+            flow["clip"].num_segments) == ("resnet50", 0.005, 5, 3)
+    # UCF101's preset is untouched
+    ucf = suite.stream_configs(args, "spatial", "mean", split_dir, tmp_path, tmp_path,
+                               suite.preset_for("tsn", "ucf101"), 1)
+    assert (ucf["model"].arch, ucf["clip"].num_segments) == ("resnet101", 3)
+    for n in suite.parse_splits(args.split):
+        d = suite.stream_configs(args, "spatial", "mean", split_dir, tmp_path, tmp_path,
+                                 preset, n)["data"]
+        assert (d.dataset, d.split, d.val_ratio) == ("hmdb51", n, 0.1)
+        split = load_split(d)
+        assert (len(split.train), len(split.test), len(split.classes)) == (3570, 1530, 51)
+        train, val = validation_split(split.train, d.val_ratio, d.val_seed)
+        assert 0.05 < len(val) / len(split.train) < 0.2
+        assert not {group_of(r.video_id) for r in train} & {group_of(r.video_id) for r in val}
