@@ -396,6 +396,35 @@ def step_fuse(args, scores, manifest, out: Path, streams_df: pd.DataFrame) -> st
     return (out / "table.md").read_text()
 
 
+SPREAD_SWEEP = "sweep_consensus"
+
+
+def sweep_spread(results_root: Path, args) -> list[str]:
+    """README lines: how much the temporal stream's top-1 moves over seeds, from the committed
+    consensus sweep on the same synthetic set (none for other data sets)."""
+    table = results_root / SPREAD_SWEEP / "table.csv"
+    if args.dataset != "synthetic" or not table.exists():
+        return []
+    df = pd.read_csv(table)
+    segments = args.num_segments or PRESETS[args.preset]["common"]["clip"]["num_segments"]
+    df = df[df["clip.num_segments"] == segments]
+    if df.empty:
+        return []
+    rows = pd.DataFrame({"consensus": df["model.consensus"], "seeds": df.seeds,
+                         "top1 mean": df.top1_mean, "sd": df.top1_sd,
+                         "min": df.top1_min, "max": df.top1_max})
+    return ["## How much these numbers move", "",
+            "Every run above is one seed. The sweep "
+            f"[`results/{SPREAD_SWEEP}`](../{SPREAD_SWEEP}/README.md) trained the temporal "
+            f"stream on this data set and validation hold-out with each consensus "
+            f"({segments} segments) on several seeds: test top-1 %", "",
+            markdown_table(rows.round(2)), "",
+            f"A seed alone moves a stream's top-1 by up to {rows['max'].sub(rows['min']).max():.1f} "
+            "points here, so a single-run difference smaller than that is not evidence of a "
+            "better consensus or fusion method; the sweep's table says which differences hold "
+            "over seeds.", ""]
+
+
 def write_readme(args, out: Path, timer: Timer, streams_df, manifest, started: float) -> None:
     grid = (out / "grid.md").read_text() if (out / "grid.md").exists() else ""
     table = (out / "table.md").read_text()
@@ -415,6 +444,7 @@ def write_readme(args, out: Path, timer: Timer, streams_df, manifest, started: f
                   "flow), motion classes only in motion (identical in a single frame). Chance "
                   f"is {100 / len(manifest['classes']):.1f} %.", "",
                   "![appearance vs motion](appearance_vs_motion.png)", ""]
+    lines += sweep_spread(Path(args.results_root), args)
     lines += ["## Training curves", ""]
     lines += [f"![{p.stem}]({p.name})" for p in sorted(out.glob("curves_*.png"))]
     lines += ["", "## Confusion matrix of the best fused row", ""]

@@ -39,7 +39,8 @@ from flow_tools.flow import ALGORITHMS, FlowParams
 from two_stream.config import CONCERNS
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct
-from two_stream.report import markdown_table, note_start, write_run_json, write_table
+from two_stream.report import (atomic_write_text, markdown_table, note_start, write_run_json,
+                               write_table)
 from two_stream.scores import load_scores
 
 log = logging.getLogger("sweep")
@@ -307,6 +308,49 @@ def plot(table: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
     return paths
 
 
+def verdicts(table: pd.DataFrame, keys: list[str], alpha: float = 0.05) -> list[str]:
+    """One line per cell: is its difference to the best cell larger than the seed spread?"""
+    best = table.iloc[int(table.top1_mean.values.argmax())]
+    name = lambda row: ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys) or "base"  # noqa: E731
+    lines = [f"- best mean top-1: **{name(best)}** ({best.top1_mean:.2f} %, sd "
+             f"{best.top1_sd:.2f})"]
+    for _, row in table.iterrows():
+        if row is best or row.equals(best):
+            continue
+        p = row.p_vs_best
+        beyond = p == p and p < alpha
+        lines.append(f"- {name(row)}: {row.diff_vs_best:+.2f} points (sd of the paired "
+                     f"difference {row.diff_sd:.2f}, p = {p:.3g}, below the best on "
+                     f"{row.seeds_below_best} of {row.seeds} seeds): "
+                     + ("**beyond the seed spread**" if beyond else "within the seed spread"))
+    return lines
+
+
+def write_readme(out: Path, args, table: pd.DataFrame, keys: list[str], seconds: float
+                 ) -> None:
+    """README.md: command, table, verdicts, plots; `notes.md` (hand-written reading of the
+    table, kept across reruns) is included when present."""
+    notes = out / "notes.md"
+    lines = [f"# Sweep `{args.name}`: {args.stream} stream, {len(args.seeds)} seeds", "",
+             "Produced by `" + " ".join(["python -m benchmarks.sweep", *sys.argv[1:]]) + "`"
+             f" in {seconds / 60:.0f} min (commit, versions and machine in `run.json`; every "
+             "run in `runs.csv`; every pair of cells in `pairs.csv`).", "",
+             "Test top-1 / top-5 / mean class accuracy in %, mean (sd, min, max) over the "
+             "seeds. A seed sets initialisation, sampling and augmentation; the data set and "
+             "the validation hold-out are the same for every run. `diff_vs_best`: mean of the "
+             "per-seed differences to the best cell, `p_vs_best`: paired t-test over seeds. "
+             "`val_top1_mean` is the validation hold-out's top-1: the column to choose a "
+             "setting by (test top-1 is reported, never tuned on).", "",
+             markdown_table(table), "", "## Differences to the best cell", "",
+             *verdicts(table, keys), "",
+             f"With {len(args.seeds)} seeds a paired t-test has little power: "
+             "'within the seed spread' means not shown, not shown equal.", ""]
+    if notes.exists():
+        lines += ["## What this shows", "", notes.read_text().strip(), ""]
+    lines += [f"![{p.stem}]({p.name})" for p in sorted(out.glob("top1_by_*.png"))]
+    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     return run_cli(lambda: run(args))
@@ -352,6 +396,7 @@ def run(args: argparse.Namespace) -> int:
     write_table(pairs, out, "pairs", f"{args.name}: every pair of cells, paired by seed")
     write_table(runs, out, "runs", f"{args.name}: every run")
     plot(table, keys, out)
+    write_readme(out, args, table, keys, time.perf_counter() - started)
     write_run_json(out, options=vars(args), grid={k: list(map(str, v)) for k, v in grid.items()},
                    fixed={k: str(v) for k, v in fixed.items()},
                    total_seconds=round(time.perf_counter() - started, 1),
