@@ -150,7 +150,7 @@ def test_predict_one_video(syn, trained_flow_run, capsys):
 
 @pytest.mark.parametrize("extra,message", [
     (["--arch", "resnet17"], "unknown arch 'resnet17'"),
-    (["--split", "2"], "trainlist02.txt: split file not found"),
+    (["--split", "4"], "trainlist04.txt: split file not found"),  # the set has splits 1-3
 ])
 def test_bad_flags_end_in_one_line_errors(syn, tmp_path, capsys, extra, message):
     rc = cli.main(["train", *_args(syn, tmp_path / "r", "--epochs", "1", *extra)])
