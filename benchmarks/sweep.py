@@ -228,9 +228,11 @@ def run_plan(plan: Plan, stream: str) -> dict:
     test = metrics(paths["test"])
     val = metrics(paths["val"]) if paths["val"].exists() and load_scores(paths["val"]).labels.size \
         else {"top1": float("nan")}
+    log_csv = run_dir / "log.csv"
+    train_s = float(pd.read_csv(log_csv).epoch_time.sum()) if log_csv.exists() else float("nan")
     return {**plan.cell, "seed": plan.seed, **test, "val_top1": val["top1"],
             "run_dir": str(run_dir), "trained_now": not trained_before,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "train_seconds": round(train_s, 1), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def summarise(runs: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, pd.Dat
     table["diff_sd"] = [v[1] for v in vs_best]
     table["p_vs_best"] = [v[2] for v in vs_best]
     table["seeds_below_best"] = [v[3] for v in vs_best]
-    return table.round(2), pd.DataFrame(pairs).round(4)
+    return table.round(2).assign(p_vs_best=table.p_vs_best.round(4)), pd.DataFrame(pairs).round(4)
 
 
 def plot(table: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
@@ -326,15 +328,17 @@ def verdicts(table: pd.DataFrame, keys: list[str], alpha: float = 0.05) -> list[
     return lines
 
 
-def write_readme(out: Path, args, table: pd.DataFrame, keys: list[str], seconds: float
+def write_readme(out: Path, args, table: pd.DataFrame, keys: list[str], runs: pd.DataFrame
                  ) -> None:
     """README.md: command, table, verdicts, plots; `notes.md` (hand-written reading of the
     table, kept across reruns) is included when present."""
     notes = out / "notes.md"
     lines = [f"# Sweep `{args.name}`: {args.stream} stream, {len(args.seeds)} seeds", "",
              "Produced by `" + " ".join(["python -m benchmarks.sweep", *sys.argv[1:]]) + "`"
-             f" in {seconds / 60:.0f} min (commit, versions and machine in `run.json`; every "
-             "run in `runs.csv`; every pair of cells in `pairs.csv`).", "",
+             " (commit, versions and machine in `run.json`; every run in `runs.csv`; every "
+             f"pair of cells in `pairs.csv`). Training took {runs.train_seconds.sum() / 60:.0f} "
+             "min summed over the cells' runs (epoch times in each run's `log.csv`; the CNN "
+             "runs of LSTM cells and scoring not included).", "",
              "Test top-1 / top-5 / mean class accuracy in %, mean (sd, min, max) over the "
              "seeds. A seed sets initialisation, sampling and augmentation; the data set and "
              "the validation hold-out are the same for every run. `diff_vs_best`: mean of the "
@@ -396,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
     write_table(pairs, out, "pairs", f"{args.name}: every pair of cells, paired by seed")
     write_table(runs, out, "runs", f"{args.name}: every run")
     plot(table, keys, out)
-    write_readme(out, args, table, keys, time.perf_counter() - started)
+    write_readme(out, args, table, keys, runs)
     write_run_json(out, options=vars(args), grid={k: list(map(str, v)) for k, v in grid.items()},
                    fixed={k: str(v) for k, v in fixed.items()},
                    total_seconds=round(time.perf_counter() - started, 1),
