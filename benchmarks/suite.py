@@ -28,7 +28,8 @@ import pandas as pd
 from benchmarks import fuse
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import FlowParams, TVL1Params
-from two_stream.config import MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig
+from two_stream.config import (MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig,
+                               merge_concerns)
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
@@ -97,20 +98,14 @@ DATASET_PRESETS = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = {k: dict(v) for k, v in base.items()}
-    for concern, values in over.items():
-        out.setdefault(concern, {}).update(values)
-    return out
-
-
 def preset_for(name: str, dataset: str) -> dict:
     """A preset with its per-data-set variant merged in: `common` (both streams) and
     `modality` (`rgb` / `flow` stream only) overrides."""
     base, extra = PRESETS[name], DATASET_PRESETS.get((name, dataset), {})
-    out = dict(base, common=_merge(base["common"], extra.get("common", {})))
-    out["modality"] = {m: _merge(base.get("modality", {}).get(m, {}),
-                                 extra.get("modality", {}).get(m, {})) for m in ("rgb", "flow")}
+    out = dict(base, common=merge_concerns(base["common"], extra.get("common", {})))
+    out["modality"] = {m: merge_concerns(base.get("modality", {}).get(m, {}),
+                                         extra.get("modality", {}).get(m, {}))
+                       for m in ("rgb", "flow")}
     return out
 
 
@@ -237,10 +232,8 @@ def stream_configs(args, stream: str, consensus: str, split_dir: Path, frames: P
     """The same dataclasses the stream CLIs build, with the preset and overrides applied."""
     modality = STREAMS[stream]
     split = split if split is not None else parse_splits(args.split)[0]
-    over = {k: dict(v) for k, v in MODALITY_DEFAULTS[modality].items()}
-    for part in (preset["common"], preset["modality"][modality]):
-        for concern, values in part.items():
-            over.setdefault(concern, {}).update(values)
+    over = merge_concerns(merge_concerns(MODALITY_DEFAULTS[modality], preset["common"]),
+                          preset["modality"][modality])
     for flag, concern, field in (("arch", "model", "arch"), ("epochs", "optim", "epochs"),
                                  ("batch_size", "data", "batch_size"),
                                  ("input_size", "clip", "input_size"),

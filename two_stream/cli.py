@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 
-from .config import MODALITY_DEFAULTS, add_config_args, configs_from_args, load_config_defaults
+from .config import (MODALITY_DEFAULTS, add_config_args, configs_from_args,
+                     load_config_defaults, merge_concerns)
 from .engine import distributed as dist
 from .engine.checkpoint import find_checkpoint, load_checkpoint
 from .data.build import build_data
@@ -21,14 +22,6 @@ from .metrics import class_mean, topk_accuracy, topk_correct
 from .errors import EXIT_CODES_HELP, UserError, run_cli
 
 log = logging.getLogger("two_stream")
-
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = {k: dict(v) for k, v in base.items()}
-    for k, v in over.items():
-        out.setdefault(k, {}).update(v)
-    return out
 
 
 def build_parser(stream: str, modality: str, defaults: dict) -> argparse.ArgumentParser:
@@ -67,7 +60,7 @@ def parse(argv: list[str] | None, stream: str, modality: str) -> argparse.Namesp
         saved = Path(known.run_dir) / "config.json"  # evaluate a run as it was trained
         config = str(saved) if saved.exists() else None
     if config:
-        defaults = _merge(defaults, load_config_defaults(config))
+        defaults = merge_concerns(defaults, load_config_defaults(config))
     return build_parser(stream, modality, defaults).parse_args(argv)
 
 

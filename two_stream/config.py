@@ -196,6 +196,14 @@ def configs_from_args(args: argparse.Namespace, num_classes: int | None = None) 
     return out
 
 
+def merge_concerns(base: dict[str, dict], over: dict[str, dict]) -> dict[str, dict]:
+    """Per-concern values of `over` laid over `base` (a new dict; neither is changed)."""
+    out = {k: dict(v) for k, v in base.items()}
+    for concern, values in over.items():
+        out.setdefault(concern, {}).update(values)
+    return out
+
+
 def load_config_defaults(path: str | os.PathLike) -> dict[str, dict]:
     """A saved config.json as per-concern defaults for `add_config_args`."""
     try:
