@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import torch
 
-from benchmarks.common import add_speed_args, cpu_has_fast_bf16, ucf_rawframes
+from benchmarks.common import add_speed_args, precisions, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.engine.evaluate import evaluate_dataset
@@ -44,17 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     src, records = ucf_rawframes(args.fixtures, args.work)
     records = (records * (args.videos // len(records) + 1))[: args.videos]
-    amp = torch.float16 if device.type == "cuda" else torch.bfloat16
-    precisions = [("fp32", None)]
-    if device.type == "cuda" or cpu_has_fast_bf16():
-        precisions.append(("amp fp16" if device.type == "cuda" else "amp bf16", amp))
     rows = []
     for arch in args.archs:
         for modality, length in (("rgb", 1), ("flow", 5)):
             clip = ClipConfig(modality=modality, new_length=length, input_size=224,
                               scale_size=256, test_segments=25, test_crops=args.crops)
             ds = VideoDataset(records, src, clip, train=False)
-            for name, dtype in precisions:
+            # channels_last is not a row here: on CUDA every row runs in it
+            for name, dtype in [(n, d) for n, d, nhwc in precisions(device) if not nhwc]:
                 model = TSN(ModelConfig(num_classes=101, arch=arch, modality=modality,
                                         new_length=length)).to(device)
                 if device.type == "cuda":

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import add_speed_args, cpu_has_fast_bf16, ucf_rawframes
+from benchmarks.common import add_speed_args, precisions, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.config import OptimConfig
 from two_stream.data.datasets import ClipConfig, VideoDataset
@@ -32,16 +32,6 @@ from two_stream.models.tsn import TSN, ModelConfig
 from two_stream.report import note_start, write_run_json, write_table
 
 SEGMENTS, FLOW_LENGTH, SIZE = 3, 5, 224
-
-
-def precisions(device: torch.device) -> list[tuple[str, torch.dtype | None, bool]]:
-    """(name, autocast dtype, channels_last) rows this device runs."""
-    rows = [("fp32", None, False)]
-    amp = torch.float16 if device.type == "cuda" else torch.bfloat16
-    if device.type == "cuda" or cpu_has_fast_bf16():
-        name = "amp fp16" if device.type == "cuda" else "amp bf16"
-        rows += [(name, amp, False), (f"{name} + channels_last", amp, True)]
-    return rows
 
 
 def time_steps(model, batches, device, amp_dtype, steps: int) -> float:
