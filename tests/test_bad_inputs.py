@@ -12,12 +12,11 @@ import torch
 
 from benchmarks import fuse, suite
 from flow_tools import extract
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams
 from two_stream import cli, predict, scores
 from two_stream.data import synthetic
-from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.data.synthetic import SyntheticConfig
 from two_stream.scores import ScoreFile, save_scores
+from tiny import synthetic_rawframes
 
 
 class Evil:  # a pickle that would run code on load
@@ -28,10 +27,9 @@ class Evil:  # a pickle that would run code on load
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
-    generate(root / "syn", SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1,
-                                           num_frames=8, width=48, height=32), quiet=True)
-    extract_all(root / "syn" / "videos", root / "frames", ExtractConfig(flow=FlowParams("dis")),
-                quiet=True)
+    synthetic_rawframes(root / "syn", root / "frames",
+                        SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1,
+                                        num_frames=8, width=48, height=32))
     classes = [f"C{i}" for i in range(3)]
     (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     ids = [f"C{i % 3}/v_C{i % 3}_g0{i}_c01" for i in range(6)]

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams
 from two_stream import cli, predict
 from two_stream.data.build import build_data
 from two_stream.data.datasets import ClipConfig, VideoDataset
-from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint, save_checkpoint
+from tiny import synthetic_rawframes
 
 TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frames=12,
                        width=72, height=56)
@@ -22,10 +21,8 @@ TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frame
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pred")
-    generate(root / "syn", TINY, quiet=True)
     # short side 48, not the clips' 56: prediction must resize as the extraction did
-    extract_all(root / "syn" / "videos", root / "frames",
-                ExtractConfig(flow=FlowParams("dis"), new_short=48), quiet=True)
+    synthetic_rawframes(root / "syn", root / "frames", TINY, new_short=48)
     common = ["--split-dir", str(root / "syn" / "splits"), "--frames", str(root / "frames"),
               "--input-size", "32", "--scale-size", "40", "--num-segments", "2",
               "--test-segments", "3", "--epochs", "1", "--batch-size", "8", "--workers", "0",

@@ -3,23 +3,21 @@ tensors of the CPU path (OpenCV) from the same rawframes, for training and test 
 import pytest
 import torch
 
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import RawframeSource
 from two_stream.data.jpeg_batch import collate_jpeg, decode_samples, to_device
 from two_stream.data.splits import VideoRecord, resolve_records
-from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.data.synthetic import SyntheticConfig
+from tiny import synthetic_rawframes
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
     root = tmp_path_factory.mktemp("jb")
-    generate(root / "syn", SyntheticConfig(num_groups=2, clips_per_group=1, test_groups=1,
-                                           num_frames=12, width=96, height=72), quiet=True)
-    extract_all(root / "syn" / "videos", root / "rf", ExtractConfig(flow=FlowParams("dis")),
-                quiet=True)
-    src = RawframeSource(root / "rf")
+    src = RawframeSource(synthetic_rawframes(
+        root / "syn", root / "rf", SyntheticConfig(num_groups=2, clips_per_group=1,
+                                                   test_groups=1, num_frames=12, width=96,
+                                                   height=72)))
     ids = ["Grow/v_Grow_g01_c01", "MoveUp/v_MoveUp_g02_c01", "RedDrift/v_RedDrift_g01_c01"]
     return src, resolve_records([VideoRecord(v, 0) for v in ids], src.counts(ids))
 

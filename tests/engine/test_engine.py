@@ -12,18 +12,17 @@ import torch
 
 from flow_tools.errors import UserError
 
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams
 from two_stream import cli
 from two_stream.config import CONCERNS, MODALITY_DEFAULTS, add_config_args, configs_from_args
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
-from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.engine.train import drops_last, fit, train_steps
 from two_stream.models.tsn import TSN, ModelConfig
 from two_stream.scores import load_scores
+from tiny import synthetic_rawframes
 
 TINY = SyntheticConfig(num_groups=4, clips_per_group=2, test_groups=1, num_frames=12,
                        width=64, height=48)
@@ -32,9 +31,7 @@ TINY = SyntheticConfig(num_groups=4, clips_per_group=2, test_groups=1, num_frame
 @pytest.fixture(scope="module")
 def syn(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn")
-    generate(root, TINY, quiet=True)
-    extract_all(root / "videos", root / "frames", ExtractConfig(flow=FlowParams("dis")),
-                quiet=True)
+    synthetic_rawframes(root, root / "frames", TINY)
     return root
 
 

@@ -7,24 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams
 from flow_tools.pack import INDEX, PACK, main as pack_main
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import FrameReadError, RawframeSource
 from two_stream.data.jpeg_batch import collate_jpeg, decode_samples
 from two_stream.data.splits import VideoRecord, resolve_records
-from two_stream.data.synthetic import SyntheticConfig, generate
+from two_stream.data.synthetic import SyntheticConfig
+from tiny import synthetic_rawframes
 
 
 @pytest.fixture(scope="module")
 def loose(tmp_path_factory):
     root = tmp_path_factory.mktemp("pk")
-    generate(root / "syn", SyntheticConfig(num_groups=2, clips_per_group=1, test_groups=1,
-                                           num_frames=10, width=64, height=48), quiet=True)
-    extract_all(root / "syn" / "videos", root / "rf", ExtractConfig(flow=FlowParams("dis")),
-                quiet=True)
-    return root / "rf"
+    return synthetic_rawframes(root / "syn", root / "rf",
+                               SyntheticConfig(num_groups=2, clips_per_group=1, test_groups=1,
+                                               num_frames=10, width=64, height=48))
 
 
 def _samples(root, modality, length, decode="cpu"):
