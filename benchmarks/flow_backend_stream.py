@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                         quiet=True, device=args.device, batch_pairs=32)
         cfgs = stream_configs(suite_args, "temporal", "mean", split_dir, frames,
                               work / backend, preset)
-        sf = load_scores(step_train_and_score(cfgs, "temporal")["test"])
+        sf = load_scores(step_train_and_score(cfgs, "temporal")[0]["test"])
         c = topk_correct(sf.scores, sf.labels, 1)
         correct[backend] = strict_correct(sf.scores, sf.labels)  # 0/1 for McNemar
         lo, hi = bootstrap_ci(c, args.resamples, seed=args.seed)

@@ -290,10 +290,12 @@ def scores_current(path: Path, epoch: int, clip: ClipConfig) -> bool:
                                            clip.average_views)
 
 
-def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
-    """Train (or resume) a run, then write scores_val.npz and scores_test.npz."""
+def step_train_and_score(cfgs: dict, stream: str) -> tuple[dict[str, Path], bool]:
+    """Train (or resume) a run, then write scores_val.npz and scores_test.npz. Returns their
+    paths and whether the run trained now (False: a finished run of these settings)."""
     run_dir = Path(cfgs["run"].run_dir)
-    if not trained(run_dir, cfgs):
+    trained_now = not trained(run_dir, cfgs)
+    if trained_now:
         fit(cfgs)
     ck_path = run_dir / "checkpoint_best.pt"
     ck = load_checkpoint(ck_path)
@@ -305,7 +307,15 @@ def step_train_and_score(cfgs: dict, stream: str) -> dict[str, Path]:
         if not scores_current(path, ck["epoch"], cfgs["clip"]):
             write_scores(cfgs, ck_path, ck, data, records, split, stream,
                          dist.local_device("auto"))
-    return out
+    return out, trained_now
+
+
+def score_metrics(sf: ScoreFile) -> dict[str, float]:
+    """Top-1, top-5 and mean class accuracy of a score file, in %."""
+    return {"top1": 100 * topk_accuracy(sf.scores, sf.labels, 1),
+            "top5": 100 * topk_accuracy(sf.scores, sf.labels, 5),
+            "mean_class_acc": 100 * class_mean(topk_correct(sf.scores, sf.labels), sf.labels,
+                                               len(sf.classes))}
 
 
 def group_accuracy(sf: ScoreFile, classes: list[str]) -> float:
@@ -321,10 +331,7 @@ def stream_table(scores: dict[tuple[str, str], dict[str, Path]], manifest: dict 
     for (stream, cons), paths in scores.items():
         sf = load_scores(paths["test"])
         row = {"stream": stream, "consensus": cons,
-               "top1": round(100 * topk_accuracy(sf.scores, sf.labels, 1), 2),
-               "top5": round(100 * topk_accuracy(sf.scores, sf.labels, 5), 2),
-               "mean_class_acc": round(100 * class_mean(topk_correct(sf.scores, sf.labels),
-                                                        sf.labels, len(sf.classes)), 2)}
+               **{k: round(v, 2) for k, v in score_metrics(sf).items()}}
         if manifest:
             row["appearance_classes_top1"] = round(
                 100 * group_accuracy(sf, manifest["appearance_classes"]), 2)
@@ -475,7 +482,7 @@ def run_split(args, split: int, videos_split_dir: Path, frames: Path, work: Path
             configs[f"split{split}/{stream}_{cons}"] = {k: dataclasses.asdict(v)
                                                         for k, v in cfgs.items()}
             with timer(f"{tag}train+score {stream} {cons}"):
-                scores[(stream, cons)] = step_train_and_score(cfgs, stream)
+                scores[(stream, cons)], _ = step_train_and_score(cfgs, stream)
     scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
     streams_df = stream_table(scores, manifest)
     out.mkdir(parents=True, exist_ok=True)

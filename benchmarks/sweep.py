@@ -38,7 +38,6 @@ from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import ALGORITHMS, FlowParams
 from two_stream.config import CONCERNS
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
-from two_stream.metrics import class_mean, topk_accuracy, topk_correct
 from two_stream.report import (atomic_write_text, markdown_table, note_start, write_run_json,
                                write_table)
 from two_stream.scores import load_scores
@@ -212,26 +211,18 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
     return [*cnns.values(), *sorted(cells, key=lambda p: p.needs is not None)]
 
 
-def metrics(path: Path) -> dict[str, float]:
-    sf = load_scores(path)
-    return {"top1": 100 * topk_accuracy(sf.scores, sf.labels, 1),
-            "top5": 100 * topk_accuracy(sf.scores, sf.labels, 5),
-            "mean_class_acc": 100 * class_mean(topk_correct(sf.scores, sf.labels), sf.labels,
-                                               len(sf.classes))}
-
-
 def run_plan(plan: Plan, stream: str) -> dict:
     run_dir = Path(plan.cfgs["run"].run_dir)
     t0 = time.perf_counter()
-    trained_before = suite.trained(run_dir, plan.cfgs)
-    paths = suite.step_train_and_score(plan.cfgs, stream)
-    test = metrics(paths["test"])
-    val = metrics(paths["val"]) if paths["val"].exists() and load_scores(paths["val"]).labels.size \
-        else {"top1": float("nan")}
+    paths, trained_now = suite.step_train_and_score(plan.cfgs, stream)
+    test = suite.score_metrics(load_scores(paths["test"]))
+    val = load_scores(paths["val"]) if paths["val"].exists() else None
+    val_top1 = suite.score_metrics(val)["top1"] if val is not None and len(val.labels) \
+        else float("nan")
     log_csv = run_dir / "log.csv"
     train_s = float(pd.read_csv(log_csv).epoch_time.sum()) if log_csv.exists() else float("nan")
-    return {**plan.cell, "seed": plan.seed, **test, "val_top1": val["top1"],
-            "run_dir": str(run_dir), "trained_now": not trained_before,
+    return {**plan.cell, "seed": plan.seed, **test, "val_top1": val_top1,
+            "run_dir": str(run_dir), "trained_now": trained_now,
             "train_seconds": round(train_s, 1), "seconds": round(time.perf_counter() - t0, 1)}
 
 
