@@ -243,10 +243,12 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     return df
 
 
-def split_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every row of the per-split tables: top-1 per split, then mean, sd, min and max over the
-    splits, and the mean top-5 and mean class accuracy."""
-    keys = ["method", "norm"]
+def split_summary(tables: dict[str, pd.DataFrame], keys: tuple[str, ...] = ("method", "norm")
+                  ) -> pd.DataFrame:
+    """Every row of the per-split tables (rows named by `keys`; columns top1, top5,
+    mean_class_acc): top-1 per split, then mean, sd, min and max over the splits, and the mean
+    top-5 and mean class accuracy."""
+    keys = list(keys)
     first = next(iter(tables.values()))
     out = first[keys].copy()
     for name, df in tables.items():

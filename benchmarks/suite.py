@@ -499,19 +499,8 @@ def summarise_splits(args, splits: list[int], streams: dict[int, pd.DataFrame], 
                      timer: Timer, started: float) -> None:
     """The table papers report: every stream and fusion row per split, mean and sd over them."""
     names = {n: f"split{n}" for n in splits}
-    rows = []
-    for (stream, cons), _ in streams[splits[0]].groupby(["stream", "consensus"], sort=False):
-        row = {"stream": stream, "consensus": cons}
-        top1 = []
-        for n in splits:
-            df = streams[n]
-            v = float(df[(df.stream == stream) & (df.consensus == cons)].top1.iloc[0])
-            row[f"{names[n]} top1"] = v
-            top1.append(v)
-        row.update(top1_mean=np.mean(top1), top1_sd=np.std(top1, ddof=1),
-                   top1_min=min(top1), top1_max=max(top1))
-        rows.append(row)
-    streams_df = pd.DataFrame(rows).round(2)
+    streams_df = fuse.split_summary({names[n]: streams[n] for n in splits},
+                                    keys=("stream", "consensus"))
     write_table(streams_df, out, "streams", f"Single streams over {len(splits)} splits")
     fusion = fuse.split_summary({names[n]: pd.read_csv(out / names[n] / "table.csv")
                                  for n in splits})
