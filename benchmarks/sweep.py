@@ -303,12 +303,13 @@ def plot(table: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
 
 def verdicts(table: pd.DataFrame, keys: list[str], alpha: float = 0.05) -> list[str]:
     """One line per cell: is its difference to the best cell larger than the seed spread?"""
-    best = table.iloc[int(table.top1_mean.values.argmax())]
+    best_at = int(table.top1_mean.values.argmax())
+    best = table.iloc[best_at]
     name = lambda row: ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys) or "base"  # noqa: E731
     lines = [f"- best mean top-1: **{name(best)}** ({best.top1_mean:.2f} %, sd "
              f"{best.top1_sd:.2f})"]
-    for _, row in table.iterrows():
-        if row is best or row.equals(best):
+    for i, (_, row) in enumerate(table.iterrows()):
+        if i == best_at:
             continue
         p = row.p_vs_best
         beyond = p == p and p < alpha
