@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams, TVL1Params
+from flow_tools.flow import LIGHT_TVL1, FlowParams
 from two_stream.data.frames import RawframeSource
 from two_stream.data.splits import VideoRecord, resolve_records
 
@@ -21,9 +21,8 @@ def ucf_rawframes(fixtures: str | Path, out: str | Path
     (they decode 2-3x faster), at a fraction of default TV-L1's time."""
     videos = Path(fixtures) / "videos"
     rels = sorted(p.relative_to(videos).as_posix() for p in (videos / "ucf101").glob("*.avi"))
-    light = TVL1Params(nscales=3, warps=3, inner_iterations=10, outer_iterations=2,
-                       epsilon=0.05)
-    extract_all(videos, out, ExtractConfig(flow=FlowParams("tvl1", light), new_size=(340, 256)),
+    extract_all(videos, out, ExtractConfig(flow=FlowParams("tvl1", LIGHT_TVL1),
+                                           new_size=(340, 256)),
                 rels, workers=2, quiet=True)
     src = RawframeSource(out)
     ids = [r[: r.rindex(".")] for r in rels]

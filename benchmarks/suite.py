@@ -27,7 +27,7 @@ import pandas as pd
 
 from benchmarks import fuse
 from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams, TVL1Params
+from flow_tools.flow import LIGHT_TVL1, FlowParams
 from two_stream.config import (MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig,
                                merge_concerns)
 from two_stream.data.datasets import ClipConfig, VideoDataset
@@ -63,8 +63,7 @@ PRESETS = {
                              "warmup_epochs": 1, "clip_grad": 20.0, "lr_mult_first_conv": 1.0},
                    "data": {"batch_size": 16, "workers": 2, "val_ratio": 0.15,
                             "eval_batch_size": 8}},
-        "flow": FlowParams("tvl1", TVL1Params(nscales=3, warps=3, inner_iterations=10,
-                                              outer_iterations=2, epsilon=0.05)),
+        "flow": FlowParams("tvl1", LIGHT_TVL1),
         "new_short": 0, "new_size": None,
     },
     "tsn": {

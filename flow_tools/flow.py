@@ -38,6 +38,12 @@ class TVL1Params:
     median_filtering: int = 5
 
 
+# Fewer scales, warps and iterations than the defaults: the `cpu-demo` preset's TV-L1, and the
+# speed benchmarks' (they need flow images with TV-L1's texture, not its accuracy).
+LIGHT_TVL1 = TVL1Params(nscales=3, warps=3, inner_iterations=10, outer_iterations=2,
+                        epsilon=0.05)
+
+
 @dataclass(frozen=True)
 class FarnebackParams:
     pyr_scale: float = 0.5
