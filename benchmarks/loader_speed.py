@@ -14,6 +14,12 @@ Beside every row, measured in the same run: `decode_bound_samples_per_s`, the ra
 one thread decodes a sample's JPEGs with `cv2.imdecode` from bytes already in memory (the same
 rawframe files, colour for RGB, grey for flow), and `share_of_bound` = samples_per_s /
 (bound x loader processes): how close the loader comes to doing nothing but decoding.
+
+`breakdown.md` says where a training sample's time goes (0 workers, the loader's own samples
+replayed step by step): reading the JPEG bytes, decoding them, cropping / resizing / flipping
+them into the sample, and the rest (Python, sampling, collation). `ceiling_share` =
+decode / (decode + crop-resize): the share of the decode bound a loader that spends nothing on
+files or Python would reach, since every sample must be decoded and resized.
 """
 from __future__ import annotations
 
@@ -32,13 +38,13 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import ucf_rawframes
 from flow_tools.pack import pack_video
-from two_stream.data.frames import RawframeSource
-
-from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
+from two_stream.data.frames import Jpeg, RawframeSource, decode_image
+from two_stream.data.transforms import flow_snippets, train_sample
 from two_stream.report import note_start, write_run_json, write_table
 
 
-def time_loader(ds, workers: int, batches: int, bound, batch_size: int = 8, repeats: int = 3
+def time_loader(ds, workers: int, batches: int, bound, batch_size: int = 8, repeats: int = 5
                 ) -> tuple[float, float]:
     """(samples per second over `batches` batches, JPEGs per second of `bound()`), each the
     best of `repeats` passes taken in alternation: this machine's speed wanders by up to 30 %
@@ -46,7 +52,7 @@ def time_loader(ds, workers: int, batches: int, bound, batch_size: int = 8, repe
     of each is kept."""
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
                         generator=torch.Generator().manual_seed(0),
-                        persistent_workers=workers > 0)
+                        persistent_workers=workers > 0, collate_fn=collate_samples)
     best = best_bound = 0.0
     for _ in range(repeats):
         best_bound = max(best_bound, bound())
@@ -68,6 +74,61 @@ def decode_rate(data: list[np.ndarray], grey: bool) -> float:
     for d in data:
         cv2.imdecode(d, flag)
     return len(data) / (time.perf_counter() - t)
+
+
+def replay(ds: VideoDataset, i: int, jpegs: list[Jpeg] | None = None,
+           decoded: list[np.ndarray] | None = None) -> tuple[list, list, torch.Tensor | None]:
+    """Training sample `i` of `ds` (epoch 0) step by step: (JPEG bytes, decoded planes, the
+    sample); each step runs only when the previous one's output is not given, so each can be
+    timed on its own. Equal to `ds[i]` (tested)."""
+    record, c = ds.records[i], ds.clip
+    rng = np.random.default_rng([ds.seed, 0, i])
+    idx = ds.indices(record, rng)
+    if jpegs is None:
+        jpegs = (ds.source.rgb_bytes(record.video_id, idx[:, 0]) if c.modality == "rgb"
+                 else ds.source.flow_bytes(record.video_id, idx.reshape(-1)))
+        return jpegs, [], None
+    grey = c.modality == "flow"
+    if decoded is None:
+        return jpegs, [decode_image(j.data, j.name, grey=grey, bgr=True) for j in jpegs], None
+    snippets = ([[im] for im in decoded] if not grey else
+                flow_snippets(list(zip(decoded[0::2], decoded[1::2])), idx.shape[0]))
+    return jpegs, decoded, train_sample(snippets, c.modality, c.input_size, rng, c.scales,
+                                        c.flip, record.video_id, bgr=True)
+
+
+def breakdown(ds: VideoDataset, n: int, repeats: int = 5) -> dict[str, float]:
+    """Milliseconds per training sample (0 workers) of each step of `replay` and of the whole
+    loader, over the first `n` samples, each the best of `repeats` passes in alternation."""
+    loader = DataLoader(ds, batch_size=8, num_workers=0, collate_fn=collate_samples)
+    best = {k: float("inf") for k in ("read", "decode", "crop_resize", "loader")}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jpegs = [replay(ds, i)[0] for i in range(n)]
+        best["read"] = min(best["read"], time.perf_counter() - t)
+        t = time.perf_counter()
+        for j in jpegs:  # decoded planes dropped as they come, as the bound does
+            for jpeg in j:
+                cv2.imdecode(jpeg.data, cv2.IMREAD_GRAYSCALE if ds.clip.modality == "flow"
+                             else cv2.IMREAD_COLOR)
+        best["decode"] = min(best["decode"], time.perf_counter() - t)
+        place = 0.0
+        for i, j in enumerate(jpegs):
+            decoded = replay(ds, i, j)[1]
+            t = time.perf_counter()
+            replay(ds, i, j, decoded)
+            place += time.perf_counter() - t
+        best["crop_resize"] = min(best["crop_resize"], place)
+        t = time.perf_counter()
+        seen = 0
+        for x, _, _ in loader:
+            seen += len(x)
+            if seen >= n:
+                break
+        best["loader"] = min(best["loader"], (time.perf_counter() - t) * n / seen)
+    ms = {k: 1000 * v / n for k, v in best.items()}
+    ms["rest"] = ms["loader"] - ms["read"] - ms["decode"] - ms["crop_resize"]
+    return ms
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(rows[-1])
         test = VideoDataset(records, sources["packed"], clip, train=False)
         sps = jpegs_per_s = 0.0
-        for _ in range(3):  # best of 3 passes, in alternation, as above
+        for _ in range(5):  # best of 5 passes, in alternation, as above
             jpegs_per_s = max(jpegs_per_s, bound())
             t = time.perf_counter()
             for i in range(len(records)):
@@ -131,13 +192,38 @@ def main(argv: list[str] | None = None) -> None:
                      "decode_bound_samples_per_s": round(bound_sps, 1),
                      "share_of_bound": round(sps / bound_sps, 2)})
         print(rows[-1])
+    parts = []
+    for modality, length in (("rgb", 1), ("flow", 5)):
+        clip = ClipConfig(modality=modality, new_length=length, input_size=224)
+        for layout, source in sources.items():
+            ms = breakdown(VideoDataset(records * 16, source, clip, train=True), 8 * args.batches)
+            parts.append({"modality": modality, "layout": layout,
+                          **{f"{k}_ms": round(v, 3) for k, v in ms.items()},
+                          "share_of_bound": round(ms["decode"] / ms["loader"], 2),
+                          "ceiling_share": round(ms["decode"] / (ms["decode"]
+                                                                 + ms["crop_resize"]), 2)})
+            print(parts[-1])
+    print(write_table(pd.DataFrame(parts), args.out, name="breakdown",
+                      title="Where a training sample's time goes (0 workers, ms per sample)",
+                      note="TSN training samples (3 segments, multi-scale crop to 224, flip) "
+                      "of the same rawframes as table.md, replayed step by step "
+                      "(`loader_speed.replay`): read = the JPEG bytes from the files or the "
+                      "pack; decode = cv2.imdecode of those bytes, one thread (the decode "
+                      "bound, on the loader's own files); crop_resize = multi-scale crop, "
+                      "bilinear resize to 224 and flip of the decoded planes into the uint8 "
+                      "sample; loader = the DataLoader (batch 8) end to end; rest = loader - "
+                      "read - decode - crop_resize (Python, sampling, collation). "
+                      "share_of_bound = decode / loader; ceiling_share = decode / (decode + "
+                      "crop_resize), the most any loader that decodes whole frames and resizes "
+                      "them bilinearly reaches. Each figure is the best of 5 passes in "
+                      "alternation. Machine in run.json."))
     df = pd.DataFrame(rows)
     print(write_table(df, args.out, title="Data loading speed (340x256 rawframes of 13 real "
                       "UCF101 clips)", note="One torch thread per process; a sample is one "
                       "video (train: K = 3 snippets; test: 25). decode bound: one thread "
                       "decoding the same rawframe JPEGs from memory with cv2.imdecode, in this "
                       "run (600 random files of the modality); share_of_bound = samples_per_s / "
-                      "(bound x max(workers, 1)). Both rates are the best of 3 passes taken "
+                      "(bound x max(workers, 1)). Both rates are the best of 5 passes taken "
                       "in alternation. "
                       "Samples are uint8; the model normalises the batch on its device. "
                       "Machine in run.json."))

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from benchmarks.common import add_speed_args, precisions, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.config import OptimConfig
-from two_stream.data.datasets import ClipConfig, VideoDataset
+from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.engine.train import (EpochSampler, build_optimizer, build_scheduler,
                                      train_one_epoch)
 from two_stream.models.tsn import TSN, ModelConfig
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
                 loader = DataLoader(ds, batch_size=args.batch_size, sampler=EpochSampler(
                     len(ds), 0), num_workers=args.workers, pin_memory=device.type == "cuda",
                     persistent_workers=args.workers > 0,
-                    prefetch_factor=4 if args.workers > 0 else None, drop_last=True)
+                    prefetch_factor=4 if args.workers > 0 else None, drop_last=True,
+                    collate_fn=collate_samples)
                 piped = time_steps(model, loader, device, amp, args.steps)
                 rows.append({"device": device.type, "arch": arch, "modality": modality,
                              "precision": name, "batch": args.batch_size,

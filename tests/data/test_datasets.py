@@ -75,3 +75,96 @@ def test_flow_from_video_files_needs_extraction(tmp_path):
 def test_unknown_video_in_split(tmp_path):
     with pytest.raises(UserError, match="have no frames"):
         resolve_records([VideoRecord("C/missing", 0)], {})
+
+
+def test_a_frame_of_another_size_is_named(tmp_path):
+    """Planes are decoded one at a time as they are placed: a frame whose size differs from
+    the sample's first is reported by its file, in training and in test mode."""
+    _flow_video(tmp_path, "C/v1", 12)
+    cv2.imwrite(str(tmp_path / "C/v1/flow_y_00007.jpg"), np.zeros((20, 32), np.uint8))
+    src = RawframeSource(tmp_path)
+    rec = resolve_records([VideoRecord("C/v1", 0)], src.counts(["C/v1"]))[0]
+    clip = ClipConfig(modality="flow", new_length=12, num_segments=1, input_size=16,
+                      scale_size=24, test_segments=1)
+    for train in (True, False):
+        with pytest.raises(FrameReadError, match=r"C/v1/flow_y_00007.jpg: frames of different "
+                                                 r"sizes in one sample \(32x24 and 32x20\)"):
+            VideoDataset([rec], src, clip, train=train)[0]
+
+
+def test_lazy_planes_give_the_samples_of_decoded_frames(tmp_path):
+    """The loader decodes each JPEG as it places it; the transforms given the same frames
+    decoded beforehand produce the very same training and test samples."""
+    from two_stream.data.transforms import eval_sample, flow_snippets, train_sample
+    rng = np.random.default_rng(0)
+    d = tmp_path / "C/v1"
+    d.mkdir(parents=True)
+    for i in range(9):
+        cv2.imwrite(str(d / f"img_{i + 1:05d}.jpg"), rng.integers(0, 256, (30, 40, 3), np.uint8))
+        for k in "xy":
+            cv2.imwrite(str(d / f"flow_{k}_{i + 1:05d}.jpg"),
+                        rng.integers(0, 256, (30, 40), np.uint8))
+    src = RawframeSource(tmp_path)
+    rec = resolve_records([VideoRecord("C/v1", 0)], src.counts(["C/v1"]))[0]
+    for modality, length in (("rgb", 1), ("flow", 2)):
+        clip = ClipConfig(modality=modality, new_length=length, input_size=24, scale_size=28,
+                          test_segments=3, test_crops=10)
+        train = VideoDataset([rec], src, clip, train=True, seed=5)
+        g = np.random.default_rng([5, 0, 0])
+        idx = train.indices(rec, g)
+        if modality == "rgb":
+            snippets = [[im] for im in src.rgb_list("C/v1", idx[:, 0], bgr=True)]
+        else:
+            snippets = flow_snippets(src.flow_list("C/v1", idx.reshape(-1)), 3)
+        want = train_sample(snippets, modality, 24, g, bgr=True)
+        assert torch.equal(train[0][0], want)
+        test = VideoDataset([rec], src, clip, train=False)
+        idx = test.indices(rec, None)
+        if modality == "rgb":
+            snippets = [[im] for im in src.rgb_list("C/v1", idx[:, 0], bgr=True)]
+        else:
+            snippets = flow_snippets(src.flow_list("C/v1", idx.reshape(-1)), 3)
+        assert torch.equal(test[0][0], eval_sample(snippets, modality, 24, 28, 10, bgr=True))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_batches_are_written_in_place_and_equal_stacked_samples(tmp_path, workers):
+    """`__getitems__` writes each training sample into its row of one batch tensor (shared
+    memory in a worker) and `collate_samples` passes it on: the batches equal torch's default
+    stacking of the single items, labels and ids included, with and without workers."""
+    from torch.utils.data import DataLoader, default_collate
+    from two_stream.data.datasets import SampleBatch, collate_samples
+    for i, v in enumerate(("A/v1", "B/v2", "C/v3")):
+        _flow_video(tmp_path, v, 10 + 3 * i)
+    src = RawframeSource(tmp_path)
+    ids = ["A/v1", "B/v2", "C/v3"]
+    records = resolve_records([VideoRecord(v, i) for i, v in enumerate(ids)], src.counts(ids))
+    ds = VideoDataset(records * 3, src, ClipConfig(modality="flow", new_length=3,
+                                                   input_size=16), train=True, seed=2)
+    items = [(1, i) for i in (4, 0, 7, 2)]
+    batch = ds.__getitems__(items)
+    assert isinstance(batch, SampleBatch) and batch.x.shape == (4, 3, 6, 16, 16)
+    x, labels, vids = collate_samples(batch)
+    assert x is batch.x
+    want = default_collate([ds[i] for i in items])
+    assert torch.equal(x, want[0]) and torch.equal(labels, want[1]) and vids == want[2]
+    loader = DataLoader(ds, batch_size=4, num_workers=workers, collate_fn=collate_samples)
+    got = list(loader)
+    ds.set_epoch(0)
+    stacked = list(DataLoader(ds, batch_size=4, num_workers=0))
+    assert len(got) == len(stacked) == 3
+    for (a, la, ia), (b, lb, ib) in zip(got, stacked):
+        assert torch.equal(a, b) and torch.equal(la, lb) and ia == ib
+    # test mode keeps one item per video (shapes may differ): torch's stacking
+    test = VideoDataset(records, src, ClipConfig(modality="flow", new_length=3, input_size=16,
+                                                 scale_size=16, test_segments=2), train=False)
+    assert not isinstance(test.__getitems__([0, 1]), SampleBatch)
+    assert collate_samples(test.__getitems__([0, 1]))[0].shape == (2, 1, 2, 6, 16, 16)
+
+
+def test_place_refuses_an_output_of_another_shape():
+    from two_stream.data.transforms import train_sample
+    planes = [[np.zeros((20, 30), np.uint8)] * 2]
+    with pytest.raises(ValueError, match=r"out has shape \(1, 2, 8, 8\), the sample \(1, 2, 16"):
+        train_sample(planes, "flow", 16, np.random.default_rng(0), out=np.empty((1, 2, 8, 8),
+                                                                                np.uint8))

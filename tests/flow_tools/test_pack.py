@@ -68,6 +68,13 @@ def test_pack_errors_name_the_file(loose, tmp_path):
     src = RawframeSource(packed)
     with pytest.raises(FrameReadError, match=r"frames.pack: no img image 11 \(the pack holds 10\)"):
         src.rgb_list("Grow/v_Grow_g01_c01", np.array([10]))
+    data = (video / PACK).read_bytes()
+    (video / PACK).write_bytes(data[:len(data) // 2])
+    with pytest.raises(FrameReadError, match=r"frames.pack: truncated \(img image 10 ends"):
+        RawframeSource(packed).rgb_list("Grow/v_Grow_g01_c01", np.array([9]))
+    (video / PACK).unlink()
+    with pytest.raises(FrameReadError, match=r"frames.pack: pack file missing"):
+        RawframeSource(packed).rgb_list("Grow/v_Grow_g01_c01", np.array([0]))
     (video / INDEX).write_text("{broken")
     with pytest.raises(FrameReadError, match="frames.pack.json: corrupt pack index"):
         RawframeSource(packed).rgb_list("Grow/v_Grow_g01_c01", np.array([0]))

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from .frames import FrameReadError, RawframeSource, VideoFileSource, jpeg_size
-from .jpeg_batch import JpegSample
+from .jpeg_batch import JpegSample, collate_jpeg
 from .sampling import test_indices, train_indices
 from .splits import VideoRecord
-from .transforms import (TSN_SCALES, eval_sample, flow_snippets, multiscale_crop_box,
+from .transforms import (TSN_SCALES, Plane, eval_sample, flow_snippets, multiscale_crop_box,
                          train_sample)
 from ..errors import UserError
 
@@ -113,12 +113,13 @@ class VideoDataset(Dataset):
             return test_indices(n, max(1, n // self.feature_stride), c.new_length)
         return test_indices(n, c.test_segments, c.new_length)
 
-    def snippets(self, record: VideoRecord, idx: np.ndarray) -> list[list[np.ndarray]]:
-        """Decode the snippets at `idx` [K, L]: per snippet its planes in channel order."""
+    def snippets(self, record: VideoRecord, idx: np.ndarray) -> list[list[Plane]]:
+        """The snippets at `idx` [K, L]: per snippet its planes in channel order (BGR images or
+        grey flow planes), decoded as the transform places them."""
         if self.clip.modality == "rgb":
-            return [[im] for im in self.source.rgb_list(record.video_id, idx[:, 0], bgr=True)]
-        return flow_snippets(self.source.flow_list(record.video_id, idx.reshape(-1)),
-                             idx.shape[0])
+            return [[p] for p in self.source.rgb_planes(record.video_id, idx[:, 0])]
+        planes = self.source.flow_planes(record.video_id, idx.reshape(-1))
+        return flow_snippets(list(zip(planes[0::2], planes[1::2])), idx.shape[0])
 
     def jpeg_sample(self, record: VideoRecord, epoch: int, i: int) -> JpegSample:
         """The bytes of the sample's images and the same crop / flip draws as the CPU path."""
@@ -127,18 +128,20 @@ class VideoDataset(Dataset):
         idx = self.indices(record, rng)
         jpegs = (self.source.rgb_bytes(record.video_id, idx[:, 0]) if c.modality == "rgb"
                  else self.source.flow_bytes(record.video_id, idx.reshape(-1)))
-        data = [torch.from_numpy(d) for d, _ in jpegs]
+        data = [torch.from_numpy(j.data) for j in jpegs]
         if not self.train:
             return JpegSample(data, idx.shape[0], c.modality, c.input_size,
                               scale_size=c.scale_size, num_crops=c.test_crops)
-        h, w = jpeg_size(jpegs[0][0], jpegs[0][1])
+        h, w = jpeg_size(jpegs[0].data, jpegs[0].name)
         box = multiscale_crop_box(h, w, c.input_size, rng, c.scales)
         flip = bool(c.flip and rng.random() < 0.5)
         return JpegSample(data, idx.shape[0], c.modality, c.input_size, box=box, flip=flip)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int, str]:
+    def __getitem__(self, item: int | tuple[int, int], out: np.ndarray | None = None
+                    ) -> tuple[torch.Tensor, int, str]:
         """`item`: an index, or (epoch, index) from a sampler that carries the epoch (so
-        persistent loader workers need no `set_epoch`)."""
+        persistent loader workers need no `set_epoch`). `out`: where to write a training
+        sample (a row of a batch)."""
         keep_freed_memory()
         epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
         record, c = self.records[i], self.clip
@@ -147,9 +150,58 @@ class VideoDataset(Dataset):
         if self.train:
             rng = np.random.default_rng([self.seed, epoch, i])
             x = train_sample(self.snippets(record, self.indices(record, rng)), c.modality,
-                             c.input_size, rng, c.scales, c.flip, record.video_id, bgr=True)
+                             c.input_size, rng, c.scales, c.flip, record.video_id, bgr=True,
+                             out=out)
         else:
             x = eval_sample(self.snippets(record, self.indices(record, None)), c.modality,
                             c.input_size, c.scale_size, c.test_crops, record.video_id,
                             bgr=True)
         return x, record.label, record.video_id
+
+    def __getitems__(self, items: list) -> list:
+        """The items of one DataLoader batch. Training samples (one shape) are written straight
+        into the rows of one batch tensor, in shared memory inside a loader worker, so
+        `collate_samples` hands that tensor on instead of stacking (copying) the samples: the
+        copy cost a tenth of a flow sample's decoding (results/loader/breakdown.md)."""
+        if not self.train or self.decode == "gpu" or not items:
+            return [self[i] for i in items]
+        c = self.clip
+        channels = 3 if c.modality == "rgb" else 2 * c.new_length
+        x = _new_batch((len(items), c.num_segments, channels, c.input_size, c.input_size))
+        batch = SampleBatch(self.__getitem__(i, out=x[b].numpy()) for b, i in enumerate(items))
+        batch.x = x
+        return batch
+
+
+class SampleBatch(list):
+    """(sample, label, video_id) items whose samples are the rows of `x`."""
+
+    x: torch.Tensor
+
+
+def _new_batch(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor; in a loader worker, in shared memory from the start (as
+    torch's default collate allocates its output), so sending it to the trainer copies
+    nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    numel = int(np.prod(shape))
+    try:
+        storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(numel)
+        return torch.empty(0, dtype=torch.uint8).new(storage).view(shape)
+    except AttributeError:  # a torch without the private helper: one extra copy
+        return torch.empty(shape, dtype=torch.uint8).share_memory_()
+
+
+def collate_samples(items: list) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """DataLoader collate for `VideoDataset`: a `SampleBatch`'s tensor as it is, anything
+    else by torch's default collate (which stacks); the same (x, labels, video ids) either
+    way."""
+    if isinstance(items, SampleBatch):
+        return items.x, torch.tensor([it[1] for it in items]), tuple(it[2] for it in items)
+    return default_collate(items)
+
+
+def collate_for(decode: str):
+    """The DataLoader collate for a `VideoDataset` decoding on `decode` ("cpu" | "gpu")."""
+    return collate_jpeg if decode == "gpu" else collate_samples

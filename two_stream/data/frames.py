@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -26,6 +27,8 @@ from ..errors import UserError
 
 log = logging.getLogger(__name__)
 META_FILE = "meta.json"
+_REPACK = (f"delete {PACK_INDEX} and rerun python -m flow_tools.pack, or re-extract the video "
+           "if its loose JPEGs were removed")
 
 
 class FrameReadError(UserError):
@@ -92,6 +95,22 @@ def jpeg_bytes(path: Path) -> np.ndarray:
     if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
         raise FrameReadError(f"{path}: frame unreadable (not a JPEG)")
     return data
+
+
+class Jpeg(NamedTuple):
+    """One frame or flow image, decoded only when a transform places it into a sample, so a
+    sample holds one decoded plane at a time (a flow sample's 30 planes held together spill
+    out of the CPU caches: on the loader benchmark that cost as much as reading the files)."""
+
+    data: np.ndarray | str  # the JPEG bytes, or the path of a file not read yet
+    name: str  # the file (or pack entry) named in errors
+    grey: bool
+
+    def decode(self) -> np.ndarray:
+        """uint8 [H, W] grey or [H, W, 3] BGR; FrameReadError naming the file."""
+        if isinstance(self.data, str):
+            return read_image(self.data, grey=self.grey, bgr=True)
+        return decode_image(self.data, self.name, grey=self.grey, bgr=True)
 
 
 def jpeg_size(data: np.ndarray, path: Path) -> tuple[int, int]:
@@ -212,9 +231,11 @@ class RawframeSource:
             self._packs.popitem(last=False)
         return index
 
-    def _jpegs(self, video_id: str, kinds: tuple[str, ...], indices: np.ndarray
-               ) -> list[tuple[np.ndarray, str]]:
-        """(bytes, name) of each index x kind, from the pack (one open) or the loose files."""
+    def _jpegs(self, video_id: str, kinds: tuple[str, ...], indices: np.ndarray,
+               lazy: bool = False) -> list[Jpeg]:
+        """Each index x kind, from the pack (one open, bytes read) or the loose files (bytes
+        read unless `lazy`: the file is then read as it is decoded)."""
+        grey = kinds[0] != "img"
         index = self._packed(video_id)
         if index is None:
             templates = {"img": self.layout.rgb, "flow_x": self.layout.flow_x,
@@ -223,11 +244,16 @@ class RawframeSource:
             for i in np.ravel(indices):
                 for k in kinds:
                     path = _path(self.root, templates[k], video_id, int(i))
-                    out.append((jpeg_bytes(path), path))
+                    out.append(Jpeg(path if lazy else jpeg_bytes(path), path, grey))
             return out
         pack = self.root / video_id / PACK_FILE
         out = []
-        with open(pack, "rb") as f:
+        try:
+            fd = os.open(pack, os.O_RDONLY)
+        except FileNotFoundError:
+            raise FrameReadError(f"{pack}: pack file missing (its index {PACK_INDEX} is "
+                                 f"there); {_REPACK}") from None
+        try:
             for i in np.ravel(indices):
                 for k in kinds:
                     entries = index.get(k, [])
@@ -235,27 +261,37 @@ class RawframeSource:
                         raise FrameReadError(f"{pack}: no {k} image {int(i) + 1} (the pack "
                                              f"holds {len(entries)})")
                     offset, length = entries[int(i)]
-                    f.seek(offset)
-                    out.append((np.frombuffer(bytearray(f.read(length)), np.uint8),
-                                f"{pack}[{k} {int(i) + 1}]"))
+                    data = np.empty(length, np.uint8)
+                    # one syscall into the array: half the cost of a buffered seek + read
+                    if os.preadv(fd, [data], offset) != length:
+                        raise FrameReadError(f"{pack}: truncated ({k} image {int(i) + 1} "
+                                             f"ends past the end of the file); {_REPACK}")
+                    out.append(Jpeg(data, f"{pack}[{k} {int(i) + 1}]", grey))
+        finally:
+            os.close(fd)
         return out
 
-    def rgb_bytes(self, video_id: str, indices: np.ndarray) -> list[tuple[np.ndarray, str]]:
-        """(JPEG bytes, name) of RGB frames at 0-based `indices`, either layout."""
+    def rgb_bytes(self, video_id: str, indices: np.ndarray) -> list[Jpeg]:
+        """The JPEG bytes (`Jpeg.data`) of RGB frames at 0-based `indices`, either layout."""
         return self._jpegs(video_id, ("img",), indices)
 
-    def flow_bytes(self, video_id: str, indices: np.ndarray) -> list[tuple[np.ndarray, str]]:
-        """(JPEG bytes, name) of x and y of each flow index, interleaved: x_0, y_0, x_1, ..."""
+    def flow_bytes(self, video_id: str, indices: np.ndarray) -> list[Jpeg]:
+        """The JPEG bytes of x and y of each flow index, interleaved: x_0, y_0, x_1, ..."""
         return self._jpegs(video_id, ("flow_x", "flow_y"), indices)
+
+    def rgb_planes(self, video_id: str, indices: np.ndarray) -> list[Jpeg]:
+        """RGB frames at 0-based `indices`, to be decoded (BGR) as a transform places them."""
+        return self._jpegs(video_id, ("img",), indices, lazy=True)
+
+    def flow_planes(self, video_id: str, indices: np.ndarray) -> list[Jpeg]:
+        """Flow images x_0, y_0, x_1, ... at 0-based flow `indices`, decoded when placed."""
+        return self._jpegs(video_id, ("flow_x", "flow_y"), indices, lazy=True)
 
     def rgb_list(self, video_id: str, indices: np.ndarray, bgr: bool = False
                  ) -> list[np.ndarray]:
         """uint8 [H, W, 3] RGB (or BGR) frames at 0-based `indices` (no stacking copy)."""
-        if self._packed(video_id) is not None:
-            return [decode_image(d, name, bgr=bgr) for d, name in
-                    self.rgb_bytes(video_id, indices)]
-        return [read_image(_path(self.root, self.layout.rgb, video_id, int(i)), bgr=bgr)
-                for i in np.ravel(indices)]
+        frames = [j.decode() for j in self.rgb_planes(video_id, indices)]
+        return frames if bgr else [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
 
     def rgb(self, video_id: str, indices: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] RGB frames at 0-based `indices`."""
@@ -264,18 +300,13 @@ class RawframeSource:
     def flow_list(self, video_id: str, indices: np.ndarray
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(x, y) uint8 [H, W] quantised flow images at 0-based flow `indices`."""
-        if self._packed(video_id) is not None:
-            planes = [decode_image(d, name, grey=True) for d, name in
-                      self.flow_bytes(video_id, indices)]
-            return list(zip(planes[0::2], planes[1::2]))
+        planes = self.flow_planes(video_id, indices)
         out = []
-        for i in np.ravel(indices):
-            x = read_image(_path(self.root, self.layout.flow_x, video_id, int(i)), grey=True)
-            y = read_image(_path(self.root, self.layout.flow_y, video_id, int(i)), grey=True)
+        for jx, jy in zip(planes[0::2], planes[1::2]):
+            x, y = jx.decode(), jy.decode()
             if x.shape != y.shape:
-                raise FrameReadError(
-                    f"{_path(self.root, self.layout.flow_y, video_id, int(i))}: size {y.shape} "
-                    f"differs from its x image {x.shape}")
+                raise FrameReadError(f"{jy.name}: size {y.shape} differs from its x image "
+                                     f"{x.shape}")
             out.append((x, y))
         return out
 
@@ -380,7 +411,14 @@ class VideoFileSource:
         frames = self.rgb(video_id, indices)
         return [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames] if bgr else list(frames)
 
+    def rgb_planes(self, video_id: str, indices: np.ndarray) -> list[np.ndarray]:
+        """BGR frames, decoded already (a video decodes in order, not frame by frame)."""
+        return self.rgb_list(video_id, indices, bgr=True)
+
     def flow_list(self, video_id: str, indices: np.ndarray) -> list:
+        return self.flow_images(video_id, indices)
+
+    def flow_planes(self, video_id: str, indices: np.ndarray) -> list:
         return self.flow_images(video_id, indices)
 
     def flow_images(self, video_id: str, indices: np.ndarray) -> np.ndarray:

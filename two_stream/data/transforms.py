@@ -1,10 +1,12 @@
 """Group transforms in uint8: one crop and one flip for all snippets of a sample, as TSN does.
 
-A sample arrives as decoded images, one list of planes per snippet: RGB snippets hold one
-uint8 [H, W, 3] image, flow snippets 2L uint8 [H, W] grey images in channel order
-x_0, y_0, x_1, y_1, ... Each plane is cropped (a view) and resized straight into the output
-array uint8 [K, C, S, S], so no full-size copy, float conversion or per-frame tensor op is made:
-the loader costs little more than JPEG decoding. Float conversion and normalisation happen on
+A sample arrives as one list of planes per snippet: RGB snippets hold one uint8 [H, W, 3]
+image, flow snippets 2L uint8 [H, W] grey images in channel order x_0, y_0, x_1, y_1, ...;
+a plane is an array or a `Jpeg`, decoded only when its turn comes. Each plane is cropped (a
+view) and resized straight into the output array uint8 [K, C, S, S], so no full-size copy,
+float conversion or per-frame tensor op is made, and only one decoded plane is alive at a time:
+the loader costs little more than JPEG decoding and bilinear resizing
+(`results/loader/breakdown.md`). Float conversion and normalisation happen on
 the batch, on the device (`normalize_batch`, called by the model). Flow images store motion as
 grey levels around 128, so a horizontal flip must also invert the x channels (v -> 255 - v).
 Random choices come from a numpy Generator passed in, so a sample is a pure function of
@@ -12,12 +14,18 @@ Random choices come from a numpy Generator passed in, so a sample is a pure func
 """
 from __future__ import annotations
 
+import functools
+from typing import Callable, Union
+
 import cv2
 import numpy as np
 import torch
 
 from ..errors import UserError
-from .frames import FrameReadError
+from .frames import FrameReadError, Jpeg
+
+Plane = Union[np.ndarray, Jpeg]  # decoded, or decoded when placed
+Geometry = Callable[[int, int], tuple[tuple[int, int, int, int], tuple[int, int], bool]]
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -59,38 +67,41 @@ def _resize(roi: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = Non
     return cv2.flip(cv2.resize(roi, size, interpolation=interp), 1, dst=dst)
 
 
-def _check_sizes(snippets: list[list[np.ndarray]], what: str) -> tuple[int, int]:
-    h, w = snippets[0][0].shape[:2]
-    for planes in snippets:
-        for p in planes:
-            if p.shape[:2] != (h, w):
-                raise FrameReadError(f"{what}: frames of different sizes in one sample "
-                                     f"({w}x{h} and {p.shape[1]}x{p.shape[0]})")
-    return h, w
-
-
-def _place(snippets: list[list[np.ndarray]], modality: str, box: tuple[int, int, int, int],
-           out_hw: tuple[int, int], bgr: bool = False, flip: bool = False) -> np.ndarray:
-    """Crop every plane to `box` (top, left, h, w) and resize it to out_hw into
-    uint8 [K, C, H', W'] (RGB order; `bgr` images are swapped after resizing); `flip`
-    mirrors each plane as it is written and inverts the flow x planes (v -> 255 - v)."""
-    top, left, h, w = box
-    oh, ow = out_hw
-    k = len(snippets)
-    if modality == "rgb":
-        out = np.empty((k, 3, oh, ow), np.uint8)
-        for i, (img,) in enumerate(snippets):
-            small = _resize(img[top:top + h, left:left + w], (ow, oh), flip=flip)
-            planes = cv2.split(small)  # 2x faster than a strided numpy transpose
-            for c, plane in enumerate(planes[::-1] if bgr else planes):
-                out[i, c] = plane
-        return out
-    out = np.empty((k, len(snippets[0]), oh, ow), np.uint8)
+def _place(snippets: list[list[Plane]], modality: str, geometry: Geometry, bgr: bool = False,
+           what: str = "sample", out: np.ndarray | None = None) -> np.ndarray:
+    """Decode the planes one at a time (a `Jpeg` as it comes, so only one decoded plane is held)
+    and write each into uint8 [K, C, H', W']: `geometry(h, w)` of the first plane gives the
+    crop box (top, left, h, w), the output size (H', W') and whether to mirror. RGB comes out
+    in RGB order (`bgr` images are swapped as they are split); mirroring inverts the flow x
+    planes (v -> 255 - v). Every plane must have the first one's size. `out`: the array to
+    write (a row of a batch), else a new one."""
+    h = w = None
     for i, planes in enumerate(snippets):
         for c, p in enumerate(planes):
-            plane = _resize(p[top:top + h, left:left + w], (ow, oh), dst=out[i, c], flip=flip)
+            img = p.decode() if isinstance(p, Jpeg) else p
+            if h is None:
+                h, w = img.shape[:2]
+                (top, left, bh, bw), (oh, ow), flip = geometry(h, w)
+                shape = (len(snippets), 3 if modality == "rgb" else len(planes), oh, ow)
+                if out is None:
+                    out = np.empty(shape, np.uint8)
+                elif out.shape != shape:
+                    raise ValueError(f"_place: out has shape {out.shape}, the sample {shape}")
+            elif img.shape[:2] != (h, w):
+                raise FrameReadError(f"{p.name if isinstance(p, Jpeg) else what}: frames of "
+                                     f"different sizes in one sample ({w}x{h} and "
+                                     f"{img.shape[1]}x{img.shape[0]})")
+            roi = img[top:top + bh, left:left + bw]
+            if modality == "rgb":
+                small = _resize(roi, (ow, oh), flip=flip)
+                # split straight into the output planes: 2x faster than a strided transpose
+                cv2.split(small, [out[i, 2], out[i, 1], out[i, 0]] if bgr else list(out[i]))
+                continue
+            plane = _resize(roi, (ow, oh), dst=out[i, c], flip=flip)
             if flip and c % 2 == 0:  # x displacement changes sign in the mirror
                 cv2.bitwise_not(plane, dst=plane)
+    if h is None:
+        raise FrameReadError(f"{what}: a sample with no frames")
     return out
 
 
@@ -102,6 +113,16 @@ def hflip(x: np.ndarray, modality: str) -> np.ndarray:
     return x
 
 
+@functools.lru_cache(maxsize=64)
+def _crop_sizes(base: int, input_size: int, scales: tuple[float, ...], max_distort: int
+                ) -> tuple[tuple[int, int], ...]:
+    """The (h, w) crop sides multiscale_crop_box draws from (the same for every sample)."""
+    sizes = [int(base * s) for s in scales]
+    sizes = [input_size if abs(s - input_size) < 3 else s for s in sizes]
+    return tuple((h, w) for i, h in enumerate(sizes) for j, w in enumerate(sizes)
+                 if abs(i - j) <= max_distort)
+
+
 def multiscale_crop_box(height: int, width: int, input_size: int, rng: np.random.Generator,
                         scales: tuple[float, ...] = TSN_SCALES, max_distort: int = 1,
                         more_fix_crop: bool = True) -> tuple[int, int, int, int]:
@@ -111,11 +132,7 @@ def multiscale_crop_box(height: int, width: int, input_size: int, rng: np.random
     and width at most `max_distort` scale steps apart; the box sits at one of 5 (corners and
     centre) or 13 fixed offsets.
     """
-    base = min(height, width)
-    sizes = [int(base * s) for s in scales]
-    sizes = [input_size if abs(s - input_size) < 3 else s for s in sizes]
-    pairs = [(h, w) for i, h in enumerate(sizes) for j, w in enumerate(sizes)
-             if abs(i - j) <= max_distort]
+    pairs = _crop_sizes(min(height, width), input_size, tuple(scales), max_distort)
     ch, cw = pairs[rng.integers(len(pairs))]
     hs, ws = (height - ch) / 4.0, (width - cw) / 4.0
     offsets = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
@@ -125,15 +142,17 @@ def multiscale_crop_box(height: int, width: int, input_size: int, rng: np.random
     return int(oy * hs), int(ox * ws), ch, cw
 
 
-def train_sample(snippets: list[list[np.ndarray]], modality: str, input_size: int,
+def train_sample(snippets: list[list[Plane]], modality: str, input_size: int,
                  rng: np.random.Generator, scales: tuple[float, ...] = TSN_SCALES,
-                 flip: bool = True, what: str = "sample", bgr: bool = False) -> torch.Tensor:
-    """Multi-scale crop, resize to input_size, random flip: uint8 [K, C, S, S]."""
-    h, w = _check_sizes(snippets, what)
-    box = multiscale_crop_box(h, w, input_size, rng, scales)
-    mirrored = bool(flip and rng.random() < 0.5)
-    return torch.from_numpy(_place(snippets, modality, box, (input_size, input_size), bgr,
-                                   mirrored))
+                 flip: bool = True, what: str = "sample", bgr: bool = False,
+                 out: np.ndarray | None = None) -> torch.Tensor:
+    """Multi-scale crop, resize to input_size, random flip: uint8 [K, C, S, S] (written into
+    `out` when given)."""
+    def geometry(h: int, w: int):
+        box = multiscale_crop_box(h, w, input_size, rng, scales)
+        return box, (input_size, input_size), bool(flip and rng.random() < 0.5)
+
+    return torch.from_numpy(_place(snippets, modality, geometry, bgr, what, out))
 
 
 def short_side_size(h: int, w: int, size: int) -> tuple[int, int]:
@@ -163,13 +182,14 @@ def crop_boxes(h: int, w: int, s: int, num_crops: int) -> list[tuple[int, int]]:
     raise UserError(f"test crops must be 1, 3 or 10, got {num_crops}")
 
 
-def eval_sample(snippets: list[list[np.ndarray]], modality: str, input_size: int,
+def eval_sample(snippets: list[list[Plane]], modality: str, input_size: int,
                 scale_size: int, num_crops: int = 1, what: str = "sample",
                 bgr: bool = False) -> torch.Tensor:
     """Resize the short side to scale_size, then the test crops: uint8 [crops, K, C, S, S]."""
-    h, w = _check_sizes(snippets, what)
-    sh, sw = short_side_size(h, w, scale_size)
-    scaled = _place(snippets, modality, (0, 0, h, w), (sh, sw), bgr)  # [K, C, sh, sw]
+    scaled = _place(snippets, modality,  # [K, C, sh, sw]
+                    lambda h, w: ((0, 0, h, w), short_side_size(h, w, scale_size), False),
+                    bgr, what)
+    sh, sw = scaled.shape[-2:]
     s = input_size
     crops = [scaled[..., t:t + s, l:l + s] for t, l in crop_boxes(sh, sw, s, num_crops)]
     if num_crops == 10:
@@ -177,8 +197,8 @@ def eval_sample(snippets: list[list[np.ndarray]], modality: str, input_size: int
     return torch.from_numpy(np.ascontiguousarray(np.stack(crops)))
 
 
-def flow_snippets(fields: list[tuple[np.ndarray, np.ndarray]], num_segments: int
-                  ) -> list[list[np.ndarray]]:
+def flow_snippets(fields: list[tuple[Plane, Plane]], num_segments: int
+                  ) -> list[list[Plane]]:
     """K*L (x, y) fields in time order -> K snippets of 2L planes x_0, y_0, x_1, y_1, ..."""
     length = len(fields) // num_segments
     return [[p for t in range(length) for p in fields[k * length + t]]

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..data.datasets import VideoDataset
-from ..data.jpeg_batch import collate_jpeg, to_device
+from ..data.datasets import VideoDataset, collate_for
+from ..data.jpeg_batch import to_device
 from ..progress import progress
 from ..errors import UserError
 from . import distributed as dist
@@ -72,7 +72,7 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
     mine = list(range(rank, len(dataset), world))
     loader = DataLoader(Subset(dataset, mine), batch_size=batch_videos, shuffle=False,
                         num_workers=workers, pin_memory=device.type == "cuda",
-                        collate_fn=collate_jpeg if dataset.decode == "gpu" else None)
+                        collate_fn=collate_for(dataset.decode))
     videos, segs = [], []
     for x, _, _ in progress(loader, desc="evaluate", quiet=quiet or not dist.is_main()):
         if isinstance(x, list):  # --decode gpu: JPEG bytes, decoded on the device
@@ -107,7 +107,7 @@ def dataset_features(model, dataset: VideoDataset, device: torch.device,
     model.eval()
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda",
-                        collate_fn=collate_jpeg if dataset.decode == "gpu" else None)
+                        collate_fn=collate_for(dataset.decode))
     feats, offsets, ids = [], [0], []
     for x, _, vid in progress(loader, desc="features", quiet=quiet or not dist.is_main()):
         x = to_device(x, device) if isinstance(x, list) else x

@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
-from ..data.datasets import VideoDataset
+from ..data.datasets import VideoDataset, collate_for
 from ..data.build import Data, build_data
 from ..data.frames import RawframeSource, read_meta
-from ..data.jpeg_batch import collate_jpeg, to_device
+from ..data.jpeg_batch import to_device
 from ..models.tsn import TSN, ModelConfig
 from ..progress import progress
 from . import distributed as dist
@@ -436,7 +436,7 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     loader_kw = dict(num_workers=d.workers, pin_memory=device.type == "cuda",
                      worker_init_fn=seed_worker, persistent_workers=d.workers > 0,
                      prefetch_factor=4 if d.workers > 0 else None,
-                     collate_fn=collate_jpeg if decode == "gpu" else None)
+                     collate_fn=collate_for(decode))
     val_part = Subset(val_ds, range(rank, len(val_ds), world))  # each rank its own videos
     val_loader = DataLoader(val_part, batch_size=d.eval_batch_size, shuffle=False,
                             **loader_kw) if len(val_ds) else None
