@@ -104,6 +104,10 @@ class RunConfig:
     feature_stride: int = _f(0, "evaluate --save-features: a snippet every this many frames "
                                 "instead of the test segments (0: the test segments)")
     quiet: bool = _f(False, "no progress bars")
+    compile: bool = _f(False, "torch.compile the network for the training steps (inductor; "
+                              "the first steps compile for a minute or so; validation and the "
+                              "saved weights use the plain module): results/train_speed has "
+                              "the + compile rows")
     deterministic: bool = _f(False, "deterministic cuDNN algorithms instead of the fastest "
                                     "(cudnn.benchmark, on by default with CUDA); resume is "
                                     "bit-exact on CPU either way")

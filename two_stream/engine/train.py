@@ -431,6 +431,8 @@ def fit(cfgs: dict, stop_after_epoch: int | None = None) -> Path:
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if run.compile:  # training steps only: validation and checkpoints use the plain `model`
+        ddp_model = torch.compile(ddp_model)
     # one loader for all epochs: persistent workers keep their processes (and page cache
     # warmth); the epoch reaches the dataset through the sampler's (epoch, index) items
     loader_kw = dict(num_workers=d.workers, pin_memory=device.type == "cuda",
