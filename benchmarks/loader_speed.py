@@ -45,7 +45,7 @@ from benchmarks.common import ucf_rawframes
 from flow_tools.pack import pack_video
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.data.frames import Jpeg, RawframeSource, decode_image
-from two_stream.data.jpeg_crop import crop_decoder, set_crop_decoding
+from two_stream.data.jpeg_crop import find_crop_decoder, set_crop_decoding
 from two_stream.data.transforms import flow_snippets, train_sample
 from two_stream.report import note_start, write_run_json, write_table
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         clip = ClipConfig(modality=modality, new_length=length, input_size=224,
                           scale_size=256, test_segments=25)
         decoders = [(WHOLE, False)]
-        if modality == "flow" and crop_decoder() is not None:
+        if modality == "flow" and find_crop_decoder() is not None:
             decoders.append((CROP, True))
         for layout, source in sources.items():
             train = VideoDataset(records * 16, source, clip, train=True)

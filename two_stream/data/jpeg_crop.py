@@ -126,9 +126,12 @@ _ENABLED = True
 
 def crop_decoder() -> CropDecoder | None:
     """The process's CropDecoder, or None (no libturbojpeg >= 3.0 found, or switched off)."""
+    return find_crop_decoder() if _ENABLED else None
+
+
+def find_crop_decoder() -> CropDecoder | None:
+    """The CropDecoder of the first usable libturbojpeg, whether switched on or not."""
     global _DECODER, _LOADED
-    if not _ENABLED:
-        return None
     if not _LOADED:
         _LOADED = True
         for path in library_candidates():
