@@ -79,6 +79,7 @@ class CropDecoder:
         lib.tj3GetErrorCode.argtypes = [ctypes.c_void_p]
         self.lib = lib
         self._handle, self._pid = None, None
+        self._region = _Region()
 
     def _tj(self) -> int:
         if self._pid != os.getpid():
@@ -108,14 +109,18 @@ class CropDecoder:
         if components != 1:
             return None
         tj = self._tj()
-        self._check(self.lib.tj3DecompressHeader(tj, data.ctypes.data, data.size), jpeg.name)
+        src = data.__array_interface__["data"][0]  # 5x cheaper than data.ctypes.data
+        self._check(self.lib.tj3DecompressHeader(tj, src, data.size), jpeg.name)
         top, left, h, w = box
         x0 = left // _IMCU * _IMCU
         width = left + w - x0
-        self._check(self.lib.tj3SetCroppingRegion(tj, _Region(x0, top, width, h)), jpeg.name)
+        r = self._region
+        r.x, r.y, r.w, r.h = x0, top, width, h
+        self._check(self.lib.tj3SetCroppingRegion(tj, r), jpeg.name)
         out = np.empty((h, width), np.uint8)
-        self._check(self.lib.tj3Decompress8(tj, data.ctypes.data, data.size, out.ctypes.data,
-                                            width, _TJPF_GRAY), jpeg.name)
+        self._check(self.lib.tj3Decompress8(tj, src, data.size,
+                                            out.__array_interface__["data"][0], width,
+                                            _TJPF_GRAY), jpeg.name)
         return out[:, left - x0:left - x0 + w]
 
 
