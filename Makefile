@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	PIP_FIND_LINKS= $(PY) -m pip install --quiet --upgrade pip
-	PIP_FIND_LINKS= $(PY) -m pip install --quiet -e '.[dev,export,turbojpeg]'
+	PIP_FIND_LINKS= $(PY) -m pip install --quiet -e '.[dev,export]'
 	touch $(STAMP)
 
 demo: $(STAMP)

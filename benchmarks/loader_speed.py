@@ -15,14 +15,9 @@ one thread decodes a sample's JPEGs with `cv2.imdecode` from bytes already in me
 rawframe files, colour for RGB, grey for flow), and `share_of_bound` = samples_per_s /
 (bound x loader processes): how close the loader comes to doing nothing but decoding.
 
-With libturbojpeg (the `turbojpeg` extra), the flow rows come twice: whole images decoded by
-OpenCV, and only the training crop decoded by libturbojpeg (the loader's default when the
-library is there; the same samples).
-
-`breakdown.md` says where a training sample's time goes (0 workers, OpenCV's whole-image
-decoding, the loader's own samples replayed step by step): reading the JPEG bytes, decoding
-them, cropping / resizing / flipping them into the sample, and the rest (Python, sampling,
-collation). `ceiling_share` =
+`breakdown.md` says where a training sample's time goes (0 workers, the loader's own samples
+replayed step by step): reading the JPEG bytes, decoding them, cropping / resizing / flipping
+them into the sample, and the rest (Python, sampling, collation). `ceiling_share` =
 decode / (decode + crop-resize): the share of the decode bound a loader that spends nothing on
 files or Python would reach, since every sample must be decoded and resized.
 """
@@ -45,12 +40,8 @@ from benchmarks.common import ucf_rawframes
 from flow_tools.pack import pack_video
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.data.frames import Jpeg, RawframeSource, decode_image
-from two_stream.data.jpeg_crop import find_crop_decoder, set_crop_decoding
 from two_stream.data.transforms import flow_snippets, train_sample
 from two_stream.report import note_start, write_run_json, write_table
-
-
-WHOLE, CROP = "OpenCV, whole image", "libturbojpeg, crop only"
 
 
 def time_loader(ds, workers: int, batches: int, bound, batch_size: int = 8, repeats: int = 5
@@ -171,26 +162,19 @@ def main(argv: list[str] | None = None) -> None:
 
         clip = ClipConfig(modality=modality, new_length=length, input_size=224,
                           scale_size=256, test_segments=25)
-        decoders = [(WHOLE, False)]
-        if modality == "flow" and find_crop_decoder() is not None:
-            decoders.append((CROP, True))
         for layout, source in sources.items():
             train = VideoDataset(records * 16, source, clip, train=True)
-            for decoder, cropped in decoders:
-                set_crop_decoding(cropped)
-                for workers in (0, 1, 2):
-                    sps, jpegs_per_s = time_loader(train, workers, args.batches, bound)
-                    per_sample = 3 * length * (1 if modality == "rgb" else 2)
-                    bound_sps = jpegs_per_s / per_sample
-                    rows.append({"modality": modality, "layout": layout,
-                                 "mode": "train (3 segments, 224 crop)", "decoder": decoder,
-                                 "workers": workers, "jpegs_per_sample": per_sample,
-                                 "samples_per_s": round(sps, 1),
-                                 "decode_bound_samples_per_s": round(bound_sps, 1),
-                                 "share_of_bound": round(sps / (bound_sps * max(workers, 1)),
-                                                         2)})
-                    print(rows[-1])
-        set_crop_decoding(False)  # below: whole images, as the bound decodes them
+            for workers in (0, 1, 2):
+                sps, jpegs_per_s = time_loader(train, workers, args.batches, bound)
+                per_sample = 3 * length * (1 if modality == "rgb" else 2)
+                bound_sps = jpegs_per_s / per_sample
+                rows.append({"modality": modality, "layout": layout,
+                             "mode": "train (3 segments, 224 crop)",
+                             "workers": workers, "jpegs_per_sample": per_sample,
+                             "samples_per_s": round(sps, 1),
+                             "decode_bound_samples_per_s": round(bound_sps, 1),
+                             "share_of_bound": round(sps / (bound_sps * max(workers, 1)), 2)})
+                print(rows[-1])
         test = VideoDataset(records, sources["packed"], clip, train=False)
         sps = jpegs_per_s = 0.0
         for _ in range(5):  # best of 5 passes, in alternation, as above
@@ -202,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         per_sample = 25 * length * (1 if modality == "rgb" else 2)
         bound_sps = jpegs_per_s / per_sample
         rows.append({"modality": modality, "layout": "packed",
-                     "mode": "test (25 segments, centre crop)", "decoder": WHOLE,
+                     "mode": "test (25 segments, centre crop)",
                      "workers": 0, "jpegs_per_sample": per_sample,
                      "samples_per_s": round(sps, 1),
                      "decode_bound_samples_per_s": round(bound_sps, 1),
@@ -221,8 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             print(parts[-1])
     print(write_table(pd.DataFrame(parts), args.out, name="breakdown",
                       title="Where a training sample's time goes (0 workers, ms per sample)",
-                      note="OpenCV's whole-image decoding. "
-                      "TSN training samples (3 segments, multi-scale crop to 224, flip) "
+                      note="TSN training samples (3 segments, multi-scale crop to 224, flip) "
                       "of the same rawframes as table.md, replayed step by step "
                       "(`loader_speed.replay`): read = the JPEG bytes from the files or the "
                       "pack; decode = cv2.imdecode of those bytes, one thread (the decode "
@@ -243,10 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                       "decoding the same rawframe JPEGs from memory with cv2.imdecode, in this "
                       "run (600 random files of the modality); share_of_bound = samples_per_s / "
                       "(bound x max(workers, 1)). Both rates are the best of 5 passes taken "
-                      "in alternation. decoder: how the loader decodes the flow planes after a "
-                      "sample's first, whole images with OpenCV or only the training crop with "
-                      "libturbojpeg (two_stream/data/jpeg_crop.py: the same pixels; the bound "
-                      "stays OpenCV's whole-image decoding). "
+                      "in alternation. "
                       "Samples are uint8; the model normalises the batch on its device. "
                       "Machine in run.json."))
     write_run_json(args.out, options=vars(args))

@@ -66,12 +66,6 @@ def _path(root: Path, template: str, video_id: str, index0: int) -> str:
                                         index=index0 + 1)
 
 
-def size_error(name: str, expected: tuple[int, int], got: tuple[int, int]) -> FrameReadError:
-    """The error for a frame whose (height, width) differs from its sample's first frame."""
-    return FrameReadError(f"{name}: frames of different sizes in one sample ({expected[1]}x"
-                          f"{expected[0]} and {got[1]}x{got[0]})")
-
-
 def read_image(path: Path | str, grey: bool = False, bgr: bool = False) -> np.ndarray:
     """uint8 [H, W, 3] RGB (BGR as decoded with `bgr`: the loader swaps channels after
     resizing, on fewer pixels), or [H, W] for `grey`; raises FrameReadError naming the file."""
@@ -119,8 +113,8 @@ class Jpeg(NamedTuple):
         return decode_image(self.data, self.name, grey=self.grey, bgr=True)
 
 
-def jpeg_header(data: np.ndarray, path: Path | str) -> tuple[int, int, int]:
-    """(height, width, components) from a JPEG's frame header, without decoding it."""
+def jpeg_size(data: np.ndarray, path: Path) -> tuple[int, int]:
+    """(height, width) from a JPEG's frame header, without decoding it."""
     b = data.tobytes()
     i = 2
     while i + 9 < len(b):
@@ -129,15 +123,9 @@ def jpeg_header(data: np.ndarray, path: Path | str) -> tuple[int, int, int]:
         marker = b[i + 1]
         length = int.from_bytes(b[i + 2:i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return (int.from_bytes(b[i + 5:i + 7], "big"), int.from_bytes(b[i + 7:i + 9], "big"),
-                    b[i + 9])
+            return int.from_bytes(b[i + 5:i + 7], "big"), int.from_bytes(b[i + 7:i + 9], "big")
         i += 2 + length
     raise FrameReadError(f"{path}: frame unreadable (no JPEG frame header)")
-
-
-def jpeg_size(data: np.ndarray, path: Path | str) -> tuple[int, int]:
-    """(height, width) from a JPEG's frame header, without decoding it."""
-    return jpeg_header(data, path)[:2]
 
 
 def _count_matching(directory: Path, basename_template: str) -> int:

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .frames import FrameReadError, Jpeg, size_error
-from .jpeg_crop import crop_decoder
+from .frames import FrameReadError, Jpeg
 
 Plane = Union[np.ndarray, Jpeg]  # decoded, or decoded when placed
 Geometry = Callable[[int, int], tuple[tuple[int, int, int, int], tuple[int, int], bool]]
@@ -74,16 +73,13 @@ def _place(snippets: list[list[Plane]], modality: str, geometry: Geometry, bgr: 
     and write each into uint8 [K, C, H', W']: `geometry(h, w)` of the first plane gives the
     crop box (top, left, h, w), the output size (H', W') and whether to mirror. RGB comes out
     in RGB order (`bgr` images are swapped as they are split); mirroring inverts the flow x
-    planes (v -> 255 - v). Every plane must have the first one's size. With libturbojpeg
-    (`jpeg_crop`), grey JPEGs after the first are decoded only within the crop box: the same
-    pixels for less work. `out`: the array to write (a row of a batch), else a new one."""
+    planes (v -> 255 - v). Every plane must have the first one's size. `out`: the array to
+    write (a row of a batch), else a new one."""
     h = w = None
-    cropper = crop_decoder() if modality == "flow" else None
     for i, planes in enumerate(snippets):
         for c, p in enumerate(planes):
-            roi = None
-            if h is None:  # the first plane, decoded whole, gives the geometry
-                img = p.decode() if isinstance(p, Jpeg) else p
+            img = p.decode() if isinstance(p, Jpeg) else p
+            if h is None:
                 h, w = img.shape[:2]
                 (top, left, bh, bw), (oh, ow), flip = geometry(h, w)
                 shape = (len(snippets), 3 if modality == "rgb" else len(planes), oh, ow)
@@ -91,18 +87,11 @@ def _place(snippets: list[list[Plane]], modality: str, geometry: Geometry, bgr: 
                     out = np.empty(shape, np.uint8)
                 elif out.shape != shape:
                     raise ValueError(f"_place: out has shape {out.shape}, the sample {shape}")
-                if (bh, bw) == (h, w):
-                    cropper = None  # nothing to skip
-            else:
-                if cropper is not None and isinstance(p, Jpeg):
-                    roi = cropper.crop(p, (h, w), (top, left, bh, bw))  # None: not grey
-                if roi is None:
-                    img = p.decode() if isinstance(p, Jpeg) else p
-                    if img.shape[:2] != (h, w):
-                        raise size_error(p.name if isinstance(p, Jpeg) else what, (h, w),
-                                         img.shape[:2])
-            if roi is None:
-                roi = img[top:top + bh, left:left + bw]
+            elif img.shape[:2] != (h, w):
+                raise FrameReadError(f"{p.name if isinstance(p, Jpeg) else what}: frames of "
+                                     f"different sizes in one sample ({w}x{h} and "
+                                     f"{img.shape[1]}x{img.shape[0]})")
+            roi = img[top:top + bh, left:left + bw]
             if modality == "rgb":
                 small = _resize(roi, (ow, oh), flip=flip)
                 # split straight into the output planes: 2x faster than a strided transpose
