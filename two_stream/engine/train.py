@@ -13,7 +13,6 @@ import itertools
 import json
 import csv
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -33,6 +32,7 @@ from ..data.frames import RawframeSource, read_meta
 from ..data.jpeg_batch import to_device
 from ..models.tsn import TSN, ModelConfig
 from ..progress import progress
+from ..report import sha256
 from . import distributed as dist
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint
 from ..errors import UserError
@@ -298,11 +298,7 @@ def weights_digest(weights: str) -> str | None:
     that starts from a retrained checkpoint under the same path is another run."""
     if weights in ("", "none", "imagenet") or not Path(weights).is_file():
         return None
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256(weights)
 
 
 def saved_config(ck: dict) -> dict:
