@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from benchmarks.common import ucf_rawframes
 from flow_tools.pack import pack_video
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
-from two_stream.data.frames import Jpeg, RawframeSource, decode_image
+from two_stream.data.frames import Jpeg, RawframeSource
 from two_stream.data.transforms import flow_snippets, train_sample
 from two_stream.report import note_start, write_run_json, write_table
 
@@ -85,13 +85,10 @@ def replay(ds: VideoDataset, i: int, jpegs: list[Jpeg] | None = None,
     rng = np.random.default_rng([ds.seed, 0, i])
     idx = ds.indices(record, rng)
     if jpegs is None:
-        jpegs = (ds.source.rgb_bytes(record.video_id, idx[:, 0]) if c.modality == "rgb"
-                 else ds.source.flow_bytes(record.video_id, idx.reshape(-1)))
-        return jpegs, [], None
-    grey = c.modality == "flow"
+        return ds.jpegs(record, idx), [], None
     if decoded is None:
-        return jpegs, [decode_image(j.data, j.name, grey=grey, bgr=True) for j in jpegs], None
-    snippets = ([[im] for im in decoded] if not grey else
+        return jpegs, [j.decode() for j in jpegs], None
+    snippets = ([[im] for im in decoded] if c.modality == "rgb" else
                 flow_snippets(list(zip(decoded[0::2], decoded[1::2])), idx.shape[0]))
     return jpegs, decoded, train_sample(snippets, c.modality, c.input_size, rng, c.scales,
                                         c.flip, record.video_id, bgr=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from .frames import FrameReadError, RawframeSource, VideoFileSource, jpeg_size
+from .frames import FrameReadError, Jpeg, RawframeSource, VideoFileSource, jpeg_size
 from .jpeg_batch import JpegSample, collate_jpeg
 from .sampling import test_indices, train_indices
 from .splits import VideoRecord
@@ -121,13 +121,18 @@ class VideoDataset(Dataset):
         planes = self.source.flow_planes(record.video_id, idx.reshape(-1))
         return flow_snippets(list(zip(planes[0::2], planes[1::2])), idx.shape[0])
 
+    def jpegs(self, record: VideoRecord, idx: np.ndarray) -> list[Jpeg]:
+        """The JPEG bytes of the images at `idx` [K, L], in the order `snippets` places them."""
+        if self.clip.modality == "rgb":
+            return self.source.rgb_bytes(record.video_id, idx[:, 0])
+        return self.source.flow_bytes(record.video_id, idx.reshape(-1))
+
     def jpeg_sample(self, record: VideoRecord, epoch: int, i: int) -> JpegSample:
         """The bytes of the sample's images and the same crop / flip draws as the CPU path."""
         c = self.clip
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         idx = self.indices(record, rng)
-        jpegs = (self.source.rgb_bytes(record.video_id, idx[:, 0]) if c.modality == "rgb"
-                 else self.source.flow_bytes(record.video_id, idx.reshape(-1)))
+        jpegs = self.jpegs(record, idx)
         data = [torch.from_numpy(j.data) for j in jpegs]
         if not self.train:
             return JpegSample(data, idx.shape[0], c.modality, c.input_size,
