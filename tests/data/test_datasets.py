@@ -106,25 +106,23 @@ def test_lazy_planes_give_the_samples_of_decoded_frames(tmp_path):
                         rng.integers(0, 256, (30, 40), np.uint8))
     src = RawframeSource(tmp_path)
     rec = resolve_records([VideoRecord("C/v1", 0)], src.counts(["C/v1"]))[0]
+
+    def decoded(modality, idx):  # the snippets at idx, every frame decoded beforehand
+        if modality == "rgb":
+            return [[im] for im in src.rgb_list("C/v1", idx[:, 0], bgr=True)]
+        return flow_snippets(src.flow_list("C/v1", idx.reshape(-1)), 3)
+
     for modality, length in (("rgb", 1), ("flow", 2)):
         clip = ClipConfig(modality=modality, new_length=length, input_size=24, scale_size=28,
                           test_segments=3, test_crops=10)
         train = VideoDataset([rec], src, clip, train=True, seed=5)
         g = np.random.default_rng([5, 0, 0])
-        idx = train.indices(rec, g)
-        if modality == "rgb":
-            snippets = [[im] for im in src.rgb_list("C/v1", idx[:, 0], bgr=True)]
-        else:
-            snippets = flow_snippets(src.flow_list("C/v1", idx.reshape(-1)), 3)
-        want = train_sample(snippets, modality, 24, g, bgr=True)
+        want = train_sample(decoded(modality, train.indices(rec, g)), modality, 24, g, bgr=True)
         assert torch.equal(train[0][0], want)
         test = VideoDataset([rec], src, clip, train=False)
-        idx = test.indices(rec, None)
-        if modality == "rgb":
-            snippets = [[im] for im in src.rgb_list("C/v1", idx[:, 0], bgr=True)]
-        else:
-            snippets = flow_snippets(src.flow_list("C/v1", idx.reshape(-1)), 3)
-        assert torch.equal(test[0][0], eval_sample(snippets, modality, 24, 28, 10, bgr=True))
+        want = eval_sample(decoded(modality, test.indices(rec, None)), modality, 24, 28, 10,
+                           bgr=True)
+        assert torch.equal(test[0][0], want)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
