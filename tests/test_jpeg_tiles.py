@@ -2,7 +2,7 @@
 import cv2
 import numpy as np
 
-from benchmarks.jpeg_tiles import assemble, covering, edges, encode, tile
+from benchmarks.speed.jpeg_tiles import assemble, covering, edges, encode, tile
 
 
 def test_tiles_decode_to_the_whole_images_pixels_and_cover_the_crop():

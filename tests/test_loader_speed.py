@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.loader_speed import breakdown, replay
+from benchmarks.speed.loader_speed import breakdown, replay
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import RawframeSource
 from two_stream.data.splits import VideoRecord, resolve_records

@@ -1,9 +1,9 @@
 """How fast the data layer feeds a stream: training samples per second from rawframes.
 
-    python benchmarks/loader_speed.py [--fixtures ../shared/fixtures] [--out results/loader]
+    python benchmarks/speed/loader_speed.py [--fixtures ../shared/fixtures] [--out results/loader]
 
 Extracts the real UCF101 clips of the fixtures to 340x256 rawframes once (`--work`; TV-L1 flow
-with light parameters: images with real TV-L1 texture, see benchmarks/common.py) and packs a
+with light parameters: images with real TV-L1 texture, see benchmarks/speed/common.py) and packs a
 copy (`flow_tools.pack`), then times `VideoDataset` in training mode (TSN: 3 segments,
 multi-scale crop to 224, flip) through a DataLoader with 0, 1 and 2 workers, for both layouts:
 RGB (3 JPEGs per sample) and flow (L = 5: 30 JPEGs per sample), and one test-mode video (25
@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import ucf_rawframes
+from benchmarks.speed.common import ucf_rawframes
 from flow_tools.pack import pack_video
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.data.frames import Jpeg, RawframeSource

@@ -1,6 +1,6 @@
 """Would decoding only the training crop make the flow loader faster than the decode bound?
 
-    python benchmarks/jpeg_tiles.py [--fixtures ../shared/fixtures] [--out results/loader]
+    python benchmarks/speed/jpeg_tiles.py [--fixtures ../shared/fixtures] [--out results/loader]
 
 A TSN training crop covers 44-100 % of a 340x256 frame, so a decoder that skips the rest could
 beat whole-frame decoding. OpenCV cannot decode part of a JPEG; a pack format can, by storing
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import ucf_rawframes
+from benchmarks.speed.common import ucf_rawframes
 from two_stream.data.transforms import multiscale_crop_box
 from two_stream.report import note_start, write_run_json, write_table
 

@@ -1,6 +1,6 @@
 """Training speed: the model alone vs the whole pipeline (rawframes -> loader -> model).
 
-    python benchmarks/train_speed.py [--device cuda] [--quick] [--out results/train_speed]
+    python benchmarks/speed/train_speed.py [--device cuda] [--quick] [--out results/train_speed]
 
 For each backbone (ResNet-18, ResNet-101 at 224), modality (RGB: 3 segments x 1 frame; flow:
 3 segments x 5 fields) and precision (fp32; AMP; AMP + channels_last), times training steps
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import add_speed_args, precisions, ucf_rawframes
+from benchmarks.speed.common import add_speed_args, precisions, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.config import OptimConfig
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples

@@ -1,6 +1,6 @@
 """Evaluation speed of the TSN test protocol: 25 segments x 10 crops per video, in chunks.
 
-    python benchmarks/eval_speed.py [--device cuda] [--quick] [--out results/eval_speed]
+    python benchmarks/speed/eval_speed.py [--device cuda] [--quick] [--out results/eval_speed]
 
 Scores real 340x256 rawframes of the UCF101 fixture clips with the engine's own
 `evaluate_dataset` (the loader decodes, resizes and crops; the backbone sees the 250 views of a
@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import torch
 
-from benchmarks.common import add_speed_args, precisions, ucf_rawframes
+from benchmarks.speed.common import add_speed_args, precisions, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.engine.evaluate import evaluate_dataset

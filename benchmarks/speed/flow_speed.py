@@ -1,6 +1,6 @@
 """Optical-flow speed and accuracy of the extractor's algorithms, on real footage.
 
-    python benchmarks/flow_speed.py [--fixtures ../shared/fixtures] [--frames 17] [--out results/flow]
+    python benchmarks/speed/flow_speed.py [--fixtures ../shared/fixtures] [--frames 17] [--out results/flow]
         [--sections quality speed agreement] [--device cpu|cuda]
 
 Speed: `flow_tools.extract` (decode, resize, flow, quantise, JPEG, write) on the first

@@ -1,6 +1,6 @@
 """Live mode on a real clip played as a camera (`--realtime` at the clip's 25 fps).
 
-    python benchmarks/live_speed.py [--repeat 4] [--out results/inference]
+    python benchmarks/speed/live_speed.py [--repeat 4] [--out results/inference]
 
 Two ResNet-18 streams at 224 (weights untrained: the time does not depend on them), 8 segments
 per stream over a 48-frame window, an update every 8 frames, on a real UCF101 clip repeated
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.inference_speed import checkpoint
+from benchmarks.speed.inference_speed import checkpoint
 from flow_tools.extract import ExtractConfig
 from flow_tools.flow import FlowParams
 from two_stream import live, predict

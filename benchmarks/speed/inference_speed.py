@@ -1,6 +1,6 @@
 """Seconds per video of fused two-stream prediction, and where they go.
 
-    python benchmarks/inference_speed.py [--device cpu] [--out results/inference]
+    python benchmarks/speed/inference_speed.py [--device cpu] [--out results/inference]
 
 Two ResNet-18 streams at 224 (TSN test protocol: 25 segments, 1 crop; weights untrained: the
 time does not depend on them) predict real clips of the fixtures through `two_stream.predict`'s

@@ -1,6 +1,6 @@
 """How long a full fusion table takes at UCF101 scale (3783 videos x 101 classes x 2 streams).
 
-    python benchmarks/fuse_speed.py [--videos 3783] [--classes 101] [--streams 2]
+    python benchmarks/speed/fuse_speed.py [--videos 3783] [--classes 101] [--streams 2]
 
 Two kinds of generated scores, groups of 5 clips as in UCF101: `small` (unit-variance noise
 with a planted signal: small, well-conditioned logits) and `realistic` (like ResNet-101 stream
