@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from two_stream.fusion import METHODS, NORMS, Row, consensus_from_snippets, fusion_rows
-from two_stream.metrics import confusion_matrix
 from two_stream.atomic import atomic_path
 from two_stream.errors import EXIT_CODES_HELP, run_cli
+from two_stream.fusion import METHODS, NORMS, Row, consensus_from_snippets, fusion_rows
+from two_stream.metrics import confusion_matrix
 from two_stream.report import note_start, sha256, write_run_json, write_table
 from two_stream.scores import ScoreFile, ScoreFileError, align, load_any
 
@@ -109,7 +109,8 @@ def fused_table(files: dict[str, ScoreFile], args, val=None
         val_arg = ({n: v.scores for n, v in val_aligned.items()},
                    next(iter(val_aligned.values())).labels)
     rows = fusion_rows({n: sf.scores for n, sf in aligned.items()}, first.labels,
-                       first.video_ids, tuple(args.methods), tuple(args.norm), args.weights, args.topk,
+                       first.video_ids, tuple(args.methods), tuple(args.norm), args.weights,
+                       args.topk,
                        args.folds, args.seed, args.resamples, val_arg)
     return rows, dropped, first.labels
 
@@ -227,7 +228,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     best = max(rows[len(main_files):] or rows, key=lambda r: r.top1)
     best_name = best.method if best.norm == "-" else f"{best.method}_{best.norm}"
     plot_confusion(confusion_matrix(best.pred, labels, len(first.classes)), first.classes,
-                   f"{best_name}: top-1 {100 * best.top1:.2f} %", out / f"confusion_{best_name}.png")
+                   f"{best_name}: top-1 {100 * best.top1:.2f} %",
+                   out / f"confusion_{best_name}.png")
     if args.grid:
         write_table(grid_frame(files, vals, args), out, "grid", (args.title + " (grid)").strip(),
                     "Rows: fusion method [normalisation]; columns: consensus.")

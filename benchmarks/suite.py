@@ -28,22 +28,26 @@ import pandas as pd
 from benchmarks import fuse
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import LIGHT_TVL1, FlowParams
-from two_stream.config import (MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig,
-                               merge_concerns)
+from two_stream.config import MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig, merge_concerns
+from two_stream.data.build import build_data
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
 from two_stream.data.synthetic import MANIFEST, SyntheticConfig, generate
 from two_stream.engine import distributed as dist
 from two_stream.engine.checkpoint import load_checkpoint
-from two_stream.data.build import build_data
 from two_stream.engine.train import fit, identity_diff, saved_config
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion import fuse_fixed
 from two_stream.metrics import class_mean, topk_accuracy, topk_correct
 from two_stream.models.tsn import ModelConfig
-from two_stream.report import (atomic_write_text, markdown_table, note_start, write_run_json,
-                               write_table)
+from two_stream.report import (
+    atomic_write_text,
+    markdown_table,
+    note_start,
+    write_run_json,
+    write_table,
+)
 from two_stream.scores import ScoreFile, load_scores
 from two_stream.scoring import write_scores
 
@@ -418,7 +422,8 @@ def sweep_spread(results_root: Path, args) -> list[str]:
             f"stream on this data set and validation hold-out with each consensus "
             f"({segments} segments) on several seeds: test top-1 %", "",
             markdown_table(rows.round(2)), "",
-            f"A seed alone moves a stream's top-1 by up to {rows['max'].sub(rows['min']).max():.1f} "
+            "A seed alone moves a stream's top-1 by up to "
+            f"{rows['max'].sub(rows['min']).max():.1f} "
             "points here, so a single-run difference smaller than that is not evidence of a "
             "better consensus or fusion method; the sweep's table says which differences hold "
             "over seeds.", ""]

@@ -38,8 +38,13 @@ from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import ALGORITHMS, FlowParams
 from two_stream.config import CONCERNS
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
-from two_stream.report import (atomic_write_text, markdown_table, note_start, write_run_json,
-                               write_table)
+from two_stream.report import (
+    atomic_write_text,
+    markdown_table,
+    note_start,
+    write_run_json,
+    write_table,
+)
 from two_stream.scores import load_scores
 
 log = logging.getLogger("sweep")

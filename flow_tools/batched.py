@@ -22,8 +22,17 @@ import cv2
 import numpy as np
 import torch
 
-from .extract import (Job, VideoError, _write_jpeg, check_frame_count, finish_video,
-                      iter_frames, new_tmp_dir, video_id, video_meta)
+from .extract import (
+    Job,
+    VideoError,
+    _write_jpeg,
+    check_frame_count,
+    finish_video,
+    iter_frames,
+    new_tmp_dir,
+    video_id,
+    video_meta,
+)
 from .flow import resolve_device
 from .tvl1_torch import tvl1
 

@@ -35,11 +35,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .tmpfiles import TMP_MARK, tmp_name, tmp_owner_gone
-from .flow import (ALGORITHMS, BACKENDS, DIS_PRESETS, FlowParams, TVL1Params, make_flow_fn,
-                   resolve_device)
-from .quantize import DEFAULT_BOUND, quantize
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
+from .flow import (
+    ALGORITHMS,
+    BACKENDS,
+    DIS_PRESETS,
+    FlowParams,
+    TVL1Params,
+    make_flow_fn,
+    resolve_device,
+)
+from .quantize import DEFAULT_BOUND, quantize
+from .tmpfiles import TMP_MARK, tmp_name, tmp_owner_gone
 
 log = logging.getLogger("flow_tools.extract")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
+
 from .errors import UserError
 
 ALGORITHMS = ("tvl1", "dis", "farneback")

@@ -7,6 +7,7 @@ flows inside the bound (JPEG compression adds its own error on top).
 from __future__ import annotations
 
 import numpy as np
+
 from .errors import UserError
 
 DEFAULT_BOUND = 20.0

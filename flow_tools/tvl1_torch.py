@@ -174,7 +174,7 @@ def _as_grey_float(x: torch.Tensor | np.ndarray, device) -> torch.Tensor:
     return t.float() if t.dtype == torch.uint8 else t.float() * 255.0
 
 
-def tvl1(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params = TVL1Params(),
+def tvl1(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = None,
          device: str | torch.device | None = None) -> torch.Tensor:
     """TV-L1 flow from grey frames `prev` to `next` [B, H, W] (uint8, or float in [0, 1]):
     float32 [B, H, W, 2] (x, y displacement in px), computed on `device` (default: the
@@ -186,6 +186,7 @@ def tvl1(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params = TVL1Params
     b, h, w = i0.shape
     if h < 3 or w < 3:
         raise UserError(f"tvl1: frames of {w}x{h} px are too small (need at least 3x3)")
+    params = params or TVL1Params()
     if params.median_filtering not in (0, 1, 3, 5):
         raise UserError(f"tvl1: median_filtering must be 0, 1, 3 or 5 (OpenCV's float median "
                         f"sizes), got {params.median_filtering}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import synthetic_rawframes
 
 from benchmarks import fuse, suite
 from flow_tools import extract
@@ -16,7 +17,6 @@ from two_stream import cli, predict, scores
 from two_stream.data import synthetic
 from two_stream.data.synthetic import SyntheticConfig
 from two_stream.scores import ScoreFile, save_scores
-from tiny import synthetic_rawframes
 
 
 class Evil:  # a pickle that would run code on load

@@ -1,6 +1,5 @@
 """The fixture guard itself: a missing ../shared skips locally and fails under CI."""
 import pytest
-
 from conftest import fixtures_missing
 
 

@@ -4,9 +4,15 @@ import torch
 from scipy.special import log_softmax, softmax
 
 from flow_tools.errors import UserError
-
-from two_stream.fusion import (consensus_from_snippets, fuse_fixed, fusion_rows, group_folds,
-                               learn, normalize, weight_grid)
+from two_stream.fusion import (
+    consensus_from_snippets,
+    fuse_fixed,
+    fusion_rows,
+    group_folds,
+    learn,
+    normalize,
+    weight_grid,
+)
 from two_stream.models.consensus import segment_consensus
 from two_stream.scores import align, load_any
 

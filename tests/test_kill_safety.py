@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from kill import run_and_kill, timed
+
 from two_stream.scores import ScoreFile, save_scores
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from two_stream.metrics import (bootstrap_ci, confusion_matrix, mcnemar_p, mean_class_accuracy,
-                                per_class_accuracy, topk_accuracy)
+from two_stream.metrics import (
+    bootstrap_ci,
+    confusion_matrix,
+    mcnemar_p,
+    mean_class_accuracy,
+    per_class_accuracy,
+    topk_accuracy,
+)
 
 
 def test_topk_and_class_accuracy_by_hand():

@@ -6,13 +6,13 @@ import logging
 import numpy as np
 import pytest
 import torch
+from tiny import synthetic_rawframes
 
 from two_stream import cli, predict
 from two_stream.data.build import build_data
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint, save_checkpoint
-from tiny import synthetic_rawframes
 
 TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frames=12,
                        width=72, height=56)
@@ -141,6 +141,7 @@ def test_live_realtime_never_lags_and_never_spans_a_dropped_frame(runs, tmp_path
     """Played with --realtime while processing is slowed to ~3x the frame period: frames are
     dropped, no flow pair spans a drop, the rings stay bounded, updates never fall behind."""
     import argparse
+
     from two_stream import live
     video = _live_video(runs, tmp_path, n=100)
     streams = predict.load_streams(argparse.Namespace(spatial=str(runs / "spatial"),

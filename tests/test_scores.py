@@ -3,8 +3,16 @@ import pickle
 import numpy as np
 import pytest
 
-from two_stream.scores import (ScoreFile, ScoreFileError, align, from_two_stream_pickle,
-                               load_any, load_scores, main, save_scores)
+from two_stream.scores import (
+    ScoreFile,
+    ScoreFileError,
+    align,
+    from_two_stream_pickle,
+    load_any,
+    load_scores,
+    main,
+    save_scores,
+)
 
 
 def _sf(ids, scores, labels, classes=("A", "B", "C")):

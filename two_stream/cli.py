@@ -10,16 +10,20 @@ import logging
 import sys
 from pathlib import Path
 
-
-from .config import (MODALITY_DEFAULTS, add_config_args, configs_from_args,
-                     load_config_defaults, merge_concerns)
+from .config import (
+    MODALITY_DEFAULTS,
+    add_config_args,
+    configs_from_args,
+    load_config_defaults,
+    merge_concerns,
+)
+from .data.build import build_data
 from .engine import distributed as dist
 from .engine.checkpoint import find_checkpoint, load_checkpoint
-from .data.build import build_data
 from .engine.train import amp_settings, fit
-from .scoring import write_scores
-from .metrics import class_mean, topk_accuracy, topk_correct
 from .errors import EXIT_CODES_HELP, UserError, run_cli
+from .metrics import class_mean, topk_accuracy, topk_correct
+from .scoring import write_scores
 
 log = logging.getLogger("two_stream")
 

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .data.datasets import ClipConfig
-from .models.tsn import ModelConfig
 from .errors import UserError
-
+from .models.tsn import ModelConfig
 
 # TSN's per-modality recipe (Wang et al. 2016 / tsn-pytorch): flow stacks 5 fields, trains
 # longer with a higher lr, 5x lr on the adapted first conv, and clips gradients at 40.

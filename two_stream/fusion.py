@@ -17,11 +17,18 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import log_softmax, logsumexp, softmax
 
-from .metrics import (bootstrap_ci, class_mean, mcnemar_p, strict_correct, tied_top,
-                      topk_accuracy, topk_correct)
 from .data.splits import group_of
-from .models.consensus import segment_consensus, variance_weighted
 from .errors import UserError
+from .metrics import (
+    bootstrap_ci,
+    class_mean,
+    mcnemar_p,
+    strict_correct,
+    tied_top,
+    topk_accuracy,
+    topk_correct,
+)
+from .models.consensus import segment_consensus, variance_weighted
 
 NORMS = ("none", "softmax", "log_softmax", "zscore", "l2")
 FIXED_METHODS = ("average", "max", "weighted", "product", "var", "var_topk")

@@ -26,8 +26,14 @@ import cv2
 import numpy as np
 import torch
 
-from flow_tools.extract import (VIDEO_EXTENSIONS, ExtractConfig, VideoError, iter_frames,
-                                list_videos, video_id)
+from flow_tools.extract import (
+    VIDEO_EXTENSIONS,
+    ExtractConfig,
+    VideoError,
+    iter_frames,
+    list_videos,
+    video_id,
+)
 from flow_tools.flow import FlowParams, pair_flows
 from flow_tools.quantize import quantize
 

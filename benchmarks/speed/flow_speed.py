@@ -1,6 +1,7 @@
 """Optical-flow speed and accuracy of the extractor's algorithms, on real footage.
 
-    python benchmarks/speed/flow_speed.py [--fixtures ../shared/fixtures] [--frames 17] [--out results/flow]
+    python -m benchmarks.speed.flow_speed [--fixtures ../shared/fixtures] [--frames 17]
+        [--out results/flow]
         [--sections quality speed agreement] [--device cpu|cuda]
 
 Speed: `flow_tools.extract` (decode, resize, flow, quantise, JPEG, write) on the first
@@ -31,8 +32,14 @@ import numpy as np
 import pandas as pd
 
 from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import (ALGORITHMS, FlowParams, compute_flow, endpoint_error, read_flo,
-                             resolve_device)
+from flow_tools.flow import (
+    ALGORITHMS,
+    FlowParams,
+    compute_flow,
+    endpoint_error,
+    read_flo,
+    resolve_device,
+)
 from flow_tools.quantize import dequantize, quantize
 from two_stream.data.frames import read_video_frames
 from two_stream.data.synthetic import write_video

@@ -23,12 +23,12 @@ import torch
 
 from flow_tools.extract import ExtractConfig, iter_frames
 from flow_tools.flow import FlowParams, resolve_device
+from two_stream import predict
 from two_stream.data.sampling import test_indices
 from two_stream.data.transforms import eval_sample, flow_snippets
 from two_stream.engine.checkpoint import save_checkpoint
 from two_stream.engine.evaluate import score_views
 from two_stream.models.tsn import TSN, ModelConfig
-from two_stream import predict
 from two_stream.report import note_start, write_run_json, write_table
 
 CLIPS = ["ucf101/v_TennisSwing_g14_c03.avi", "hmdb51/RATRACE_wave_f_nm_np1_fr_goo_37.avi"]

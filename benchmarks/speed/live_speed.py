@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             memory = []
             score = lv.score
 
-            def scored():
+            def scored(score=score, memory=memory):
                 out = score()
                 memory.append(rss_mb())
                 return out

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import random
+import shutil
 import time
 from pathlib import Path
 

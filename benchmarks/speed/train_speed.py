@@ -29,8 +29,7 @@ from benchmarks.speed.common import add_speed_args, precisions, ucf_rawframes
 from flow_tools.flow import resolve_device
 from two_stream.config import OptimConfig
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
-from two_stream.engine.train import (EpochSampler, build_optimizer, build_scheduler,
-                                     train_one_epoch)
+from two_stream.engine.train import EpochSampler, build_optimizer, build_scheduler, train_one_epoch
 from two_stream.models.tsn import TSN, ModelConfig
 from two_stream.report import note_start, write_run_json, write_table
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import synthetic_rawframes
 
 from flow_tools.errors import UserError
-
 from two_stream import cli
 from two_stream.config import CONCERNS, MODALITY_DEFAULTS, add_config_args, configs_from_args
 from two_stream.data.datasets import ClipConfig, VideoDataset
@@ -22,7 +22,6 @@ from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.engine.train import drops_last, fit, train_steps
 from two_stream.models.tsn import TSN, ModelConfig
 from two_stream.scores import load_scores
-from tiny import synthetic_rawframes
 
 TINY = SyntheticConfig(num_groups=4, clips_per_group=2, test_groups=1, num_frames=12,
                        width=64, height=48)
@@ -297,8 +296,9 @@ def test_persistent_workers_still_reach_each_epochs_sampling(syn, tmp_path):
     """One DataLoader with persistent workers for all epochs: every epoch draws other samples,
     and 2 workers give exactly the samples of 0 workers."""
     from torch.utils.data import DataLoader
-    from two_stream.engine.train import EpochSampler
+
     from two_stream.data.build import build_data
+    from two_stream.engine.train import EpochSampler
     cfgs = _cfgs(_args(syn, tmp_path / "r", "--num-segments", "2"))
     data = build_data(cfgs["data"], cfgs["clip"])
     ds = VideoDataset(data.train[:6], data.source, cfgs["clip"], train=True, seed=0)

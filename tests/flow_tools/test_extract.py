@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from flow_tools.errors import UserError
-
 from flow_tools.extract import ExtractConfig, extract_all, list_videos, main, shard, video_id
 from flow_tools.flow import FlowParams
 from two_stream.data.datasets import ClipConfig, VideoDataset

@@ -6,14 +6,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny import synthetic_rawframes
 
-from flow_tools.pack import INDEX, PACK, main as pack_main
+from flow_tools.pack import INDEX, PACK
+from flow_tools.pack import main as pack_main
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import FrameReadError, RawframeSource
 from two_stream.data.jpeg_batch import collate_jpeg, decode_samples
 from two_stream.data.splits import VideoRecord, resolve_records
 from two_stream.data.synthetic import SyntheticConfig
-from tiny import synthetic_rawframes
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,15 @@ from flow_tools.errors import UserError
 from flow_tools.extract import ExtractConfig, extract_all, main
 from flow_tools.flow import FlowParams, TVL1Params, compute_flow, make_flow_fn
 from flow_tools.quantize import quantize
-from flow_tools.tvl1_torch import (centered_gradient, divergence, forward_gradient,
-                                   median_filter, pyramid_sizes, resize_linear, tvl1)
+from flow_tools.tvl1_torch import (
+    centered_gradient,
+    divergence,
+    forward_gradient,
+    median_filter,
+    pyramid_sizes,
+    resize_linear,
+    tvl1,
+)
 
 FAST = TVL1Params(nscales=3, warps=3, outer_iterations=3)  # keeps CPU tests short
 

@@ -1,10 +1,13 @@
 import pytest
-
-from flow_tools.errors import UserError
 import torch
 
-from two_stream.models.backbones import (WeightsError, adapt_input_conv, build_backbone,
-                                         imagenet_state_dict)
+from flow_tools.errors import UserError
+from two_stream.models.backbones import (
+    WeightsError,
+    adapt_input_conv,
+    build_backbone,
+    imagenet_state_dict,
+)
 from two_stream.models.heads import lstm_loss, step_weights
 from two_stream.models.tsn import TSN, ModelConfig
 
@@ -153,6 +156,7 @@ def test_mmaction2_tsn_checkpoint_keys_map_onto_torchvision(tmp_path):
     """An MMAction2 TSN checkpoint (`{'state_dict': {'backbone.conv1.conv.weight', ...,
     'cls_head.fc_cls.weight'}, 'meta': ...}`) starts our backbone with the same weights."""
     import re
+
     from two_stream.models.backbones import build_backbone
     net, _ = build_backbone("resnet18", "none", 3)
     mm = {}

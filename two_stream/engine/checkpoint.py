@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CHECKPOINT_KEYS = frozenset({"model", "config", "classes", "epoch"})
 from ..atomic import atomic_path
 from ..errors import UserError
+
+CHECKPOINT_KEYS = frozenset({"model", "config", "classes", "epoch"})
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:

@@ -9,6 +9,7 @@ import os
 
 import torch
 import torch.distributed as dist
+
 from ..errors import UserError
 
 

@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, Subset
 
 from ..data.datasets import VideoDataset, collate_for
 from ..data.jpeg_batch import to_device
-from ..progress import progress
 from ..errors import UserError
+from ..progress import progress
 from . import distributed as dist
 from .train import autocast
 

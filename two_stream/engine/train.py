@@ -9,10 +9,10 @@ checkpoint stopped (each epoch's shuffling, augmentation and dropout are seeded 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import csv
 import dataclasses
+import itertools
+import json
 import logging
 import math
 import os
@@ -26,16 +26,16 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config import DataConfig, OptimConfig, RunConfig, config_to_json
-from ..data.datasets import VideoDataset, collate_for
 from ..data.build import Data, build_data
+from ..data.datasets import VideoDataset, collate_for
 from ..data.frames import RawframeSource, read_meta
 from ..data.jpeg_batch import to_device
+from ..errors import UserError
 from ..models.tsn import TSN, ModelConfig
 from ..progress import progress
 from ..report import sha256
 from . import distributed as dist
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint
-from ..errors import UserError
 
 log = logging.getLogger("two_stream.train")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torchvision.models as tvm
 from torch import nn
+
 from ..errors import UserError
 
 ARCHS = {

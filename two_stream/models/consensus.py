@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from ..errors import UserError
 
 CONSENSUS = ("mean", "max", "var", "topk")

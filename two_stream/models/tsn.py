@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from ..data.transforms import channel_stats, normalize_batch
+from ..errors import UserError
 from .backbones import build_backbone
 from .consensus import CONSENSUS, segment_consensus
 from .heads import LSTMHead, lstm_loss
-from ..errors import UserError
 
 HEADS = CONSENSUS + ("lstm",)
 
