@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from .device import resolve_device
 from .extract import (
     Job,
     VideoError,
@@ -33,7 +34,6 @@ from .extract import (
     video_id,
     video_meta,
 )
-from .flow import resolve_device
 from .tvl1_torch import tvl1
 
 

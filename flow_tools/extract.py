@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .device import resolve_device
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
 from .flow import (
     ALGORITHMS,
@@ -43,7 +44,6 @@ from .flow import (
     FlowParams,
     TVL1Params,
     make_flow_fn,
-    resolve_device,
 )
 from .quantize import DEFAULT_BOUND, quantize
 from .tmpfiles import TMP_MARK, tmp_name, tmp_owner_gone

@@ -147,6 +147,7 @@ def pair_flows(prev: np.ndarray, nxt: np.ndarray, params: FlowParams, device: st
     if params.backend == "torch":
         import torch
 
+        from .device import resolve_device
         from .tvl1_torch import tvl1
         dev = resolve_device(device)
         a = torch.from_numpy(np.ascontiguousarray(prev))
@@ -156,23 +157,6 @@ def pair_flows(prev: np.ndarray, nxt: np.ndarray, params: FlowParams, device: st
         return torch.cat(out).numpy().astype(np.float32)
     fn = make_flow_fn(params)
     return np.stack([fn(x, y) for x, y in zip(prev, nxt)]).astype(np.float32)
-
-
-def resolve_device(device: str):
-    """`cpu`, `cuda` or `cuda:N` as a torch.device; CUDA without a GPU is a user error."""
-    import torch
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine "
-                        "(use --device cpu)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-    return dev
 
 
 # --- Middlebury .flo -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from benchmarks.speed.common import add_speed_args, precisions, ucf_rawframes
-from flow_tools.flow import resolve_device
+from flow_tools.device import resolve_device
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.engine.evaluate import evaluate_dataset
 from two_stream.models.tsn import TSN, ModelConfig

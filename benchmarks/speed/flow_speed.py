@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from flow_tools.device import resolve_device
 from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import (
     ALGORITHMS,
@@ -38,7 +39,6 @@ from flow_tools.flow import (
     compute_flow,
     endpoint_error,
     read_flo,
-    resolve_device,
 )
 from flow_tools.quantize import dequantize, quantize
 from two_stream.data.frames import read_video_frames

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from flow_tools.device import resolve_device
 from flow_tools.extract import ExtractConfig, iter_frames
-from flow_tools.flow import FlowParams, resolve_device
+from flow_tools.flow import FlowParams
 from two_stream import predict
 from two_stream.data.sampling import test_indices
 from two_stream.data.transforms import eval_sample, flow_snippets

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.speed.common import add_speed_args, precisions, ucf_rawframes
-from flow_tools.flow import resolve_device
+from flow_tools.device import resolve_device
 from two_stream.config import OptimConfig
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.engine.train import EpochSampler, build_optimizer, build_scheduler, train_one_epoch
