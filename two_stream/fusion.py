@@ -158,8 +158,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-
     if theta0 is None:
         theta0 = np.zeros(d * num_classes + num_classes)
     # ftol 1e-6: the loss stops improving by more than a millionth; tighter only moves the
-    # weights by amounts that change no prediction (measured: 2 of 3783 UCF101-sized videos
-    # at the default 2.2e-9, which costs 1.7x the time)
+    # weights by amounts that change almost no prediction, at a large cost in time
     res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
                    options={"maxiter": 300, "ftol": 1e-6})
     w, b = res.x[: d * num_classes].reshape(d, num_classes), res.x[d * num_classes:]
@@ -289,7 +288,7 @@ def fuse_probabilities_in_log_space(raw: np.ndarray, method: str,
         return logsumexp(logp + np.log(w)[:, None, None], axis=0)
 
 
-def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: list[str],
+def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: list[str], *,
                 methods: tuple[str, ...] = METHODS, norms: tuple[str, ...] = ("none",),
                 weights: list[float] | None = None, topk: int = 5, num_folds: int = 5,
                 seed: int = 0, resamples: int = 1000,

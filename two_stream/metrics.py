@@ -51,19 +51,6 @@ def class_mean(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> flo
     return float((hit[present] / total[present]).mean())
 
 
-def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """float [C]: recall of each class (NaN for a class with no video)."""
-    total = np.bincount(labels, minlength=num_classes).astype(float)
-    hit = np.bincount(labels[pred == labels], minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return hit / total
-
-
-def mean_class_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    """Mean of per-class recall over the classes present (TSN's reported metric)."""
-    return float(np.nanmean(per_class_accuracy(pred, labels, num_classes)))
-
-
 def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [C, C]: rows true class, columns predicted class."""
     return np.bincount(labels * num_classes + pred,
