@@ -26,8 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import tvl1_step
 from .errors import UserError
 from .flow import TVL1Params
+from .tvl1_median import median_filter
+from .tvl1_step import FLOW_COMPILE_MODES, divergence, forward_gradient, resolve_flow_compile
+
+__all__ = ["FLOW_COMPILE_MODES", "divergence", "forward_gradient", "median_filter",
+           "resolve_flow_compile", "tvl1"]
 
 MIN_LEVEL_SIZE = 16  # OpenCV drops pyramid levels narrower or shorter than this
 REMAP_SUBPIXELS = 32  # cv::remap rounds positions to 1/32 px (INTER_TAB_SIZE)
@@ -78,28 +84,6 @@ def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]))
 
 
-def forward_gradient(u: torch.Tensor) -> torch.Tensor:
-    """[..., H, W] -> [..., 2, H, W] forward differences (x, y), zero on the last column / row."""
-    dx = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
-    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
-    return torch.stack([dx, dy], dim=-3)
-
-
-def divergence(p: torch.Tensor) -> torch.Tensor:
-    """[..., 2, H, W] -> [..., H, W]: backward differences, the adjoint of `forward_gradient`
-    in the form OpenCV uses (the first column / row take the value itself)."""
-    px, py = p[..., 0, :, :], p[..., 1, :, :]
-    return (px - F.pad(px[..., :, :-1], (1, 0))) + (py - F.pad(py[..., :-1, :], (0, 0, 1, 0)))
-
-
-def median_filter(u: torch.Tensor, k: int) -> torch.Tensor:
-    """[B, C, H, W] k x k median with replicated borders (`cv::medianBlur` on float images)."""
-    r = k // 2
-    p = F.pad(u, (r, r, r, r), mode="replicate")
-    win = p.unfold(2, k, 1).unfold(3, k, 1)  # [B, C, H, W, k, k]
-    return win.reshape(*u.shape, k * k).median(dim=-1).values
-
-
 def warp_bicubic(imgs: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample [B, N, H, W] images at x + u, y + v (flow [B, 2, H, W]) with bicubic
     interpolation, positions rounded to 1/32 px and zero outside, like `cv::remap`."""
@@ -112,55 +96,52 @@ def warp_bicubic(imgs: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(imgs, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
-def _where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+def _call(fn, compiled: bool, *args, **static):
+    """fn(*args, **static), through its compiled form when asked and the compiler works; a
+    compiler that fails is reported once and the eager function answers instead."""
+    if compiled and not tvl1_step._broken:
+        try:
+            return tvl1_step.compiled_fn(fn, **static)(*args)
+        except tvl1_step.compile_errors() as err:
+            tvl1_step.compile_failed(err)
+    return fn(*args, **static)
 
 
-def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Params
-               ) -> torch.Tensor:
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Params,
+               compiled: bool = False) -> torch.Tensor:
     """Refine the flow u [B, C, H, W] (C = 2, or 3 with the illumination term) on one level."""
     b, c, h, w = u.shape
-    eps = p.epsilon * p.epsilon * h * w
-    l_t, taut, theta = p.lambda_ * p.theta, p.tau / p.theta, p.theta
+    dev = u.device
+    eps = torch.tensor(p.epsilon * p.epsilon * h * w, device=dev, dtype=u.dtype)
+    consts = {"l_t": p.lambda_ * p.theta, "taut": p.tau / p.theta, "theta": p.theta,
+              "gamma": p.gamma}
+    # compiled: always CHECK_EVERY iterations per call (one graph), the surplus masked by
+    # `steps`; eager: exactly the iterations left
     i1x, i1y = centered_gradient(i1)
-    dual = torch.zeros(b, c, 2, h, w, device=u.device, dtype=u.dtype)
+    dual = torch.zeros(b, c, 2, h, w, device=dev, dtype=u.dtype)
     for _ in range(p.warps):
         warped = warp_bicubic(torch.stack([i1, i1x, i1y], dim=1), u[:, :2])
         i1w, i1wx, i1wy = warped.unbind(1)
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u[:, 0] - i1wy * u[:, 1] - i0
-        # direction of the thresholding step per flow channel: (I1x, I1y[, gamma])
-        g = torch.stack([i1wx, i1wy] + ([torch.full_like(i1wx, p.gamma)] if c == 3 else []),
-                        dim=1)
         safe_grad = torch.where(grad > torch.finfo(u.dtype).eps, grad, torch.ones_like(grad))
-        error = torch.full((b,), math.inf, device=u.device, dtype=u.dtype)
+        terms = (rho_c, i1wx, i1wy, grad, safe_grad)
+        del warped, i1w
+        error = torch.full((b,), math.inf, device=dev, dtype=u.dtype)
         for _ in range(p.outer_iterations):
             run = error > eps
             if not bool(run.any()):
                 break
             if p.median_filtering > 1:
-                u = torch.cat([_where(run, median_filter(u[:, :2], p.median_filtering),
-                                      u[:, :2]), u[:, 2:]], dim=1)
-            for n in range(p.inner_iterations):
-                run = error > eps
-                if n % CHECK_EVERY == 0 and not bool(run.any()):
+                u = _call(tvl1_step.median_step, compiled, u, run, k=p.median_filtering)
+            for done in range(0, p.inner_iterations, CHECK_EVERY):
+                if done and not bool((error > eps).any()):
                     break  # only saves time: converged pairs are frozen by the mask anyway
-                rho = rho_c + i1wx * u[:, 0] + i1wy * u[:, 1]
-                if c == 3:
-                    rho = rho + p.gamma * u[:, 2]
-                fi = torch.where(rho < -l_t * grad, l_t,
-                                 torch.where(rho > l_t * grad, -l_t,
-                                             torch.where(grad > torch.finfo(u.dtype).eps,
-                                                         -rho / safe_grad, 0.0)))
-                v = u + fi[:, None] * g
-                new_u = v + theta * divergence(dual)
-                new_error = (new_u - u).square().sum(dim=(1, 2, 3))
-                du = forward_gradient(new_u)  # [B, C, 2, H, W]
-                norm = 1.0 + taut * torch.sqrt(du[:, :, 0] ** 2 + du[:, :, 1] ** 2)
-                new_dual = (dual + taut * du) / norm[:, :, None]
-                u = _where(run, new_u, u)
-                dual = _where(run, new_dual, dual)
-                error = torch.where(run, new_error, error)
+                left = min(CHECK_EVERY, p.inner_iterations - done)
+                steps = torch.tensor(left, device=dev)
+                u, dual, error = _call(tvl1_step.inner_chunk, compiled, u, dual, error, terms,
+                                       eps, steps, n=CHECK_EVERY if compiled else left,
+                                       **consts)
     return u
 
 
@@ -175,10 +156,12 @@ def _as_grey_float(x: torch.Tensor | np.ndarray, device) -> torch.Tensor:
 
 
 def tvl1(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = None,
-         device: str | torch.device | None = None) -> torch.Tensor:
+         device: str | torch.device | None = None, *, compiled: bool = False) -> torch.Tensor:
     """TV-L1 flow from grey frames `prev` to `next` [B, H, W] (uint8, or float in [0, 1]):
     float32 [B, H, W, 2] (x, y displacement in px), computed on `device` (default: the
-    inputs'), every pair with its own stopping rule."""
+    inputs'), every pair with its own stopping rule. `compiled`: the inner iterations and the
+    median through torch.compile (the same maths fused into a few kernels; falls back to the
+    eager reference, with one logged line, where compiling fails)."""
     device = torch.device(device) if device is not None else torch.as_tensor(prev).device
     i0, i1 = _as_grey_float(prev, device), _as_grey_float(next, device)
     if i0.shape != i1.shape:
@@ -200,7 +183,7 @@ def tvl1(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = Non
     u = torch.zeros(b, c, *sizes[-1], device=device)
     with torch.no_grad():
         for s in range(len(sizes) - 1, -1, -1):
-            u = _one_scale(levels0[s], levels1[s], u, params)
+            u = _one_scale(levels0[s], levels1[s], u, params, compiled)
             if s == 0:
                 break
             (ch, cw), (fh, fw) = sizes[s], sizes[s - 1]
