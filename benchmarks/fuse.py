@@ -12,22 +12,16 @@ run.json (inputs with sha256, options, versions) and confusion_<best>.png; with 
 grid.md / grid.csv (rows: fusion method, columns: consensus). With --split-stream: one such
 folder per split (DIR/split1, ...) and DIR/table.md|csv, every row's top-1 per split with the
 mean and spread over splits (the number papers report for UCF101 / HMDB51).
-The work is `two_stream.fuse.write_fusion_tables`; this file only parses the flags.
+The work is `two_stream.fuse.write_fusion_tables`; this file only parses the flags (and
+imports the library only once they ask for a table, so --help answers at once).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from two_stream.errors import EXIT_CODES_HELP, run_cli
-from two_stream.fuse import (
-    FusionOptions,
-    split_summary,
-    write_fusion_tables,
-    write_split_tables,
-)
-from two_stream.fusion import METHODS, NORMS
-from two_stream.scores import ScoreFileError
+from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
+from two_stream.fusion_choices import METHODS, NORMS
 
 __all__ = ["get_args_parser", "main", "options_from_args", "run", "split_summary"]
 
@@ -87,8 +81,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def options_from_args(args: argparse.Namespace) -> FusionOptions:
-    """The parsed flags as the library's options."""
+def split_summary(*args, **kwargs):
+    """`two_stream.fuse.split_summary` (kept here for callers of the old module)."""
+    from two_stream.fuse import split_summary
+    return split_summary(*args, **kwargs)
+
+
+def options_from_args(args: argparse.Namespace):
+    """The parsed flags as the library's `FusionOptions`."""
+    from two_stream.fuse import FusionOptions
     return FusionOptions(methods=tuple(args.methods), norms=tuple(args.norm),
                          weights=args.weights, topk=args.topk, folds=args.folds,
                          resamples=args.resamples, seed=args.seed,
@@ -98,6 +99,7 @@ def options_from_args(args: argparse.Namespace) -> FusionOptions:
 
 def run(args: argparse.Namespace):
     """One table from --stream (and --val) flags; prints it. Returns table.csv's frame."""
+    from two_stream.fuse import write_fusion_tables
     res = write_fusion_tables({(n, c): p for n, c, p in args.stream}, options_from_args(args),
                               args.out, val={(n, c): p for n, c, p in args.val} or None)
     print(res.markdown)
@@ -107,8 +109,9 @@ def run(args: argparse.Namespace):
 
 def run_splits(args: argparse.Namespace):
     """One table per split from --split-stream (and --split-val) flags; prints the summary."""
+    from two_stream.fuse import write_split_tables
     if args.stream or args.val:
-        raise ScoreFileError("--split-stream replaces --stream / --val: give one or the other")
+        raise UserError("--split-stream replaces --stream / --val: give one or the other")
     res = write_split_tables(dict(args.split_stream), options_from_args(args), args.out,
                              split_val=dict(args.split_val) or None,
                              split_names=args.split_names)
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.split_stream:
             run_splits(args)
         elif not args.stream:
-            raise ScoreFileError("give --stream NAME=PATH (or --split-stream "
+            raise UserError("give --stream NAME=PATH (or --split-stream "
                                  "NAME=PATH1,PATH2,...) per stream")
         else:
             run(args)

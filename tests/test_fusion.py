@@ -215,3 +215,30 @@ def test_saturated_softmax_creates_no_ties_and_rows_report_real_ones():
     r64 = fusion_rows({"a": a, "b": b}, labels, ids, methods=("average", "max"),
                       norms=("none", "softmax"), resamples=10)
     assert [r.top1 for r in r32] == [r.top1 for r in r64]
+
+
+@pytest.mark.parametrize("mode", ["mean", "max", "var", "topk"])
+def test_numpy_consensus_equals_the_models_torch_consensus(mode):
+    """Fusion recomputes consensus in numpy (no torch import on the fusion path): the same
+    numbers the models' `segment_consensus` gives, for float16 snippet scores as stored."""
+    rng = np.random.default_rng(3)
+    snip = (rng.normal(0, 4, (64, 5, 11)) * rng.gamma(1, 1, (64, 5, 1))).astype(np.float16)
+    snip[0, 2] = snip[0, 2, 0]  # a flat segment: zero variance
+    ours = consensus_from_snippets(snip, mode)
+    theirs = segment_consensus(torch.from_numpy(snip.astype(np.float32)), mode).numpy()
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_var_fusion_equals_the_torch_variance_weights():
+    from two_stream.fusion import variance_weighted as np_variance_weighted
+    from two_stream.models.consensus import variance_weighted
+    rng = np.random.default_rng(4)
+    stack = rng.normal(0, 1, (3, 200, 17)) * rng.gamma(1, 20, (3, 200, 1))  # [S, N, C]
+    t = variance_weighted(torch.from_numpy(stack.transpose(1, 0, 2).copy()), dim=1).numpy()
+    np.testing.assert_allclose(fuse_fixed(stack, "var"), t, rtol=1e-12, atol=1e-12)
+    assert (fuse_fixed(stack, "var").argmax(1) == t.argmax(1)).all()
+    x = rng.normal(0, 1, (4, 6, 9)).astype(np.float32)
+    np.testing.assert_allclose(np_variance_weighted(x, axis=1),
+                               variance_weighted(torch.from_numpy(x), dim=1).numpy(), rtol=1e-6,
+                               atol=1e-6)

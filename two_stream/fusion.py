@@ -13,12 +13,11 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from scipy.optimize import minimize
 from scipy.special import log_softmax, logsumexp, softmax
 
 from .data.splits import group_of
 from .errors import UserError
+from .fusion_choices import FIXED_METHODS, LEARNED_METHODS, METHODS, NORMS
 from .metrics import (
     bootstrap_ci,
     class_mean,
@@ -28,12 +27,9 @@ from .metrics import (
     topk_accuracy,
     topk_correct,
 )
-from .models.consensus import segment_consensus, variance_weighted
 
-NORMS = ("none", "softmax", "log_softmax", "zscore", "l2")
-FIXED_METHODS = ("average", "max", "weighted", "product", "var", "var_topk")
-LEARNED_METHODS = ("search", "stack")
-METHODS = FIXED_METHODS + LEARNED_METHODS
+__all__ = ["FIXED_METHODS", "LEARNED_METHODS", "METHODS", "NORMS", "fuse_fixed", "fusion_rows",
+           "learn", "normalize"]
 
 
 def normalize(scores: np.ndarray, norm: str) -> np.ndarray:
@@ -74,8 +70,7 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
     if method == "product":
         return log_softmax(stack, axis=2).sum(axis=0)
     if method == "var":  # per video, stream weight ~ variance of its class scores
-        t = torch.from_numpy(np.ascontiguousarray(stack.transpose(1, 0, 2)))  # [N, S, C]
-        return variance_weighted(t.double(), dim=1).numpy()
+        return variance_weighted(stack.transpose(1, 0, 2), axis=1)  # over [N, S, C]
     if method == "var_topk":  # the same, with the variance of each stream's top-k scores
         k = min(topk, stack.shape[2])
         top = -np.sort(-stack, axis=2)[:, :, :k]
@@ -159,6 +154,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-
         theta0 = np.zeros(d * num_classes + num_classes)
     # ftol 1e-6: the loss stops improving by more than a millionth; tighter only moves the
     # weights by amounts that change almost no prediction, at a large cost in time
+    from scipy.optimize import minimize  # here: seconds of import a table without it skips
     res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
                    options={"maxiter": 300, "ftol": 1e-6})
     w, b = res.x[: d * num_classes].reshape(d, num_classes), res.x[d * num_classes:]
@@ -213,11 +209,33 @@ def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str],
     return Learned(out, f"{num_folds}-fold group CV on these videos (out-of-fold)", weights)
 
 
-def consensus_from_snippets(snippet_scores: np.ndarray, mode: str) -> np.ndarray:
+def variance_weighted(x: np.ndarray, axis: int = 1, eps: float = 1e-8) -> np.ndarray:
+    """`two_stream.models.consensus.variance_weighted` in numpy, value for value: weights
+    ~ the variance over the last (class) axis, in float32 as the model's version computes
+    them; x: [..., M, ..., C] -> [..., C] with `axis` removed. Fusion must not import torch
+    (seconds of start-up for a table that takes less)."""
+    var = np.asarray(x, np.float32).astype(np.float64).var(axis=-1, keepdims=True)
+    v = var.astype(np.float32) + np.float32(eps)  # torch: double accumulation, float32 result
+    w = v / v.sum(axis=axis, keepdims=True)
+    return (w * x).sum(axis=axis)
+
+
+def consensus_from_snippets(snippet_scores: np.ndarray, mode: str, topk: int = 3
+                            ) -> np.ndarray:
     """Recompute video scores [N, C] from per-segment scores [N, K, C] under another
-    consensus, without running the network again."""
-    t = torch.from_numpy(np.asarray(snippet_scores, dtype=np.float32))
-    return segment_consensus(t, mode).numpy()
+    consensus, without running the network again: `segment_consensus` of the models, in
+    numpy (float32, like the tensors the models compute on)."""
+    x = np.asarray(snippet_scores, dtype=np.float32)
+    if mode == "mean":
+        return x.mean(axis=1)
+    if mode == "max":
+        return x.max(axis=1)
+    if mode == "var":
+        return variance_weighted(x, axis=1).astype(np.float32)
+    if mode == "topk":
+        k = max(1, min(topk, x.shape[1]))
+        return -np.sort(-x, axis=1)[:, :k].mean(axis=1)
+    raise UserError(f"unknown consensus {mode!r}; choose from mean, max, var, topk")
 
 
 # --- table rows ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ and ignore nothing: videos with unknown labels (-1) must be filtered before.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binomtest
 
 
 def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
@@ -75,4 +74,5 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     c = int(np.sum(~correct_a & correct_b))
     if b + c == 0:
         return 1.0
+    from scipy.stats import binomtest  # here: scipy.stats takes a second to import
     return float(binomtest(b, b + c, 0.5).pvalue)

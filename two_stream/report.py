@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -62,19 +63,42 @@ def git_commit() -> str | None:
         return None
 
 
-def environment() -> dict:
-    """Versions and machine, for `run.json`."""
-    import cv2
-    import numpy
+def package_version(*distributions: str) -> str | None:
+    """The installed version of the first of `distributions` found, read from the package
+    metadata: importing torch, torchvision or cv2 only to print a version string would cost
+    a fusion table seconds of start-up."""
+    for d in distributions:
+        module = sys.modules.get(d)  # imported already: its own string (torch's +cu130 too)
+        if module is not None and isinstance(getattr(module, "__version__", None), str):
+            return module.__version__
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def gpu_name() -> str | None:
+    """The first CUDA device's name, or None. Imports torch: only for commands that use it."""
     import torch
-    import torchvision
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def environment(gpu: bool | None = None) -> dict:
+    """Versions and machine, for `run.json`. `gpu`: record the CUDA device's name (None: only
+    when the command has imported torch already, so a numpy-only command stays light)."""
+    if gpu is None:
+        gpu = "torch" in sys.modules
     return {
         "python": sys.version.split()[0], "platform": platform.platform(),
         "machine": platform.machine(), "processor": platform.processor(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "opencv": cv2.__version__,
-        "numpy": numpy.__version__, "pandas": pd.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_count": os.cpu_count(), "torch": package_version("torch"),
+        "torchvision": package_version("torchvision"),
+        "opencv": package_version("opencv-contrib-python-headless", "opencv-python-headless",
+                                  "opencv-contrib-python", "opencv-python"),
+        "numpy": package_version("numpy"), "pandas": package_version("pandas"),
+        "scipy": package_version("scipy"),
+        "cuda": gpu_name() if gpu else None,
     }
 
 
