@@ -23,18 +23,17 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .extract import (
-    Job,
+from .rawframes import (
     VideoError,
-    _write_jpeg,
-    check_frame_count,
     finish_video,
-    iter_frames,
+    frame_name,
     new_tmp_dir,
     video_id,
     video_meta,
+    write_jpeg,
 )
 from .tvl1_torch import tvl1
+from .videos import Job, VideoResult, check_frame_count, iter_frames
 
 
 def quantize_torch(flow: torch.Tensor, bound: float) -> torch.Tensor:
@@ -57,6 +56,7 @@ class _Video:
 
 
 def _decode(job: Job) -> tuple[Job, list[np.ndarray] | None, dict, str | None]:
+    """(job, BGR frames at the output size, decoder info, None) or (job, None, info, error)."""
     info: dict = {}
     try:
         src = Path(job.video_root) / job.rel
@@ -69,10 +69,20 @@ def _decode(job: Job) -> tuple[Job, list[np.ndarray] | None, dict, str | None]:
         return job, None, info, str(e)
 
 
-def extract_batched(jobs: list[Job], device: str, batch_pairs: int, workers: int
-                    ) -> Iterator[tuple[str, str, dict | None, str | None, float]]:
-    """Yield `(rel, 'done'|'failed', meta, error, flow seconds)` per video, like `run_job`."""
-    dev = resolve_device(device)
+@dataclass(frozen=True)
+class BatchOptions:
+    """How the device backend runs: `batch_pairs` frame pairs per TV-L1 call on `device`,
+    `workers` decoding threads (and twice as many JPEG writer threads)."""
+
+    device: str = "cpu"
+    batch_pairs: int = 16
+    workers: int = 1
+
+
+def extract_batched(jobs: list[Job], options: BatchOptions) -> Iterator[VideoResult]:
+    """Yield one VideoResult per video (in the order they finish), like `run_job`."""
+    dev = resolve_device(options.device)
+    batch_pairs, workers = options.batch_pairs, max(options.workers, 1)
     if batch_pairs < 1:
         raise ValueError(f"batch_pairs must be >= 1, got {batch_pairs}")
     decoders = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="decode")
@@ -94,7 +104,7 @@ def extract_batched(jobs: list[Job], device: str, batch_pairs: int, workers: int
         v = _Video(job, tmp, info, grey, len(frames), max(len(frames) - cfg.step, 0))
         if cfg.rgb:
             for i, f in enumerate(frames, 1):
-                v.writes.append(writers.submit(_write_jpeg, tmp / f"img_{i:05d}.jpg", f,
+                v.writes.append(writers.submit(write_jpeg, tmp / frame_name("img", i), f,
                                                cfg.jpeg_quality))
         queue.extend((v, i) for i in range(v.pairs_left))
         return v
@@ -109,14 +119,13 @@ def extract_batched(jobs: list[Job], device: str, batch_pairs: int, workers: int
         seconds = (time.perf_counter() - t) / len(batch)
         for (v, i), qi in zip(batch, q):
             quality = v.job.cfg.jpeg_quality
-            v.writes.append(writers.submit(_write_jpeg, v.tmp / f"flow_x_{i + 1:05d}.jpg",
-                                           np.ascontiguousarray(qi[..., 0]), quality))
-            v.writes.append(writers.submit(_write_jpeg, v.tmp / f"flow_y_{i + 1:05d}.jpg",
-                                           np.ascontiguousarray(qi[..., 1]), quality))
+            for c, kind in enumerate(("flow_x", "flow_y")):
+                v.writes.append(writers.submit(write_jpeg, v.tmp / frame_name(kind, i + 1),
+                                               np.ascontiguousarray(qi[..., c]), quality))
             v.pairs_left -= 1
             v.flow_seconds += seconds
 
-    def finished(block: bool) -> Iterator[tuple]:
+    def finished(block: bool) -> Iterator[VideoResult]:
         for v in list(open_videos):
             if v.pairs_left or not (block or all(f.done() for f in v.writes)):
                 continue
@@ -130,10 +139,10 @@ def extract_batched(jobs: list[Job], device: str, batch_pairs: int, workers: int
                                         "torch": torch.__version__.split("+")[0]}
                 meta = finish_video(v.tmp, Path(v.job.out_root) / video_id(v.job.rel), meta,
                                     v.job.rel)
-                yield v.job.rel, "done", meta, None, v.flow_seconds
+                yield VideoResult(v.job.rel, "done", meta, flow_seconds=v.flow_seconds)
             except (VideoError, OSError) as e:
                 shutil.rmtree(v.tmp, ignore_errors=True)
-                yield v.job.rel, "failed", None, str(e), 0.0
+                yield VideoResult.failed(v.job.rel, str(e))
 
     try:
         refill()
@@ -143,7 +152,7 @@ def extract_batched(jobs: list[Job], device: str, batch_pairs: int, workers: int
                 job, frames, info, err = pending_decodes.popleft().result()
                 refill()
                 if err is not None:
-                    yield job.rel, "failed", None, err, 0.0
+                    yield VideoResult.failed(job.rel, err)
                     continue
                 open_videos.append(start(job, frames, info))
             if queue:

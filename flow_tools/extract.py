@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -37,156 +36,40 @@ from tqdm import tqdm
 
 from .device import resolve_device
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
-from .flow import (
-    ALGORITHMS,
-    BACKENDS,
-    DIS_PRESETS,
-    FlowParams,
-    TVL1Params,
-    make_flow_fn,
+from .flow import DIS_PRESETS, make_flow_fn
+from .params import ALGORITHMS, BACKENDS, ExtractConfig, FlowParams, TVL1Params
+from .quantize import quantize
+from .rawframes import (
+    VIDEO_EXTENSIONS,
+    VideoError,
+    clean_stale_tmp,
+    finish_video,
+    frame_name,
+    invalidate_frame_index,
+    new_tmp_dir,
+    read_done,
+    video_id,
+    video_meta,
+    write_jpeg,
 )
-from .quantize import DEFAULT_BOUND, quantize
-from .tmpfiles import TMP_MARK, tmp_name, tmp_owner_gone
+from .tmpfiles import tmp_name
+from .videos import (
+    Job,
+    VideoResult,
+    check_frame_count,
+    iter_frames,
+    list_videos,
+    parse_shard,
+    shard,
+    target_size,
+)
+
+# re-exported: the names callers took from this module before they had modules of their own
+__all__ = ["VIDEO_EXTENSIONS", "ExtractConfig", "Summary", "VideoError", "clean_stale_tmp",
+           "extract_all", "extract_video", "iter_frames", "list_videos", "main", "shard",
+           "target_size", "video_id"]
 
 log = logging.getLogger("flow_tools.extract")
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
-FORMAT_VERSION = 1
-
-
-class VideoError(Exception):
-    """A video that cannot be extracted (the message goes to failures.csv)."""
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Everything that determines the output files (compared against meta.json on reruns)."""
-
-    flow: FlowParams = FlowParams()
-    bound: float = DEFAULT_BOUND
-    new_short: int = 0  # resize so the short side is this (0: keep)
-    new_size: tuple[int, int] | None = None  # (W, H), overrides new_short
-    step: int = 1
-    rgb: bool = True
-    flow_images: bool = True
-    jpeg_quality: int = 95
-
-    @classmethod
-    def from_record(cls, rec: dict) -> "ExtractConfig":
-        """The inverse of `record`: the configuration some rawframes were made with."""
-        return cls(flow=FlowParams.from_record(rec["flow"]) if rec.get("flow") else FlowParams(),
-                   bound=float(rec.get("bound", DEFAULT_BOUND)),
-                   new_short=int(rec.get("new_short") or 0),
-                   new_size=tuple(rec["new_size"]) if rec.get("new_size") else None,
-                   step=int(rec.get("step", 1)), rgb=bool(rec.get("rgb", True)),
-                   flow_images=bool(rec.get("flow_images", True)),
-                   jpeg_quality=int(rec.get("jpeg_quality", 95)))
-
-    def record(self) -> dict:
-        """The parameters a rerun must match, as plain JSON."""
-        return {"format_version": FORMAT_VERSION,
-                "flow": self.flow.record() if self.flow_images else None,
-                "bound": self.bound, "new_short": self.new_short,
-                "new_size": list(self.new_size) if self.new_size else None, "step": self.step,
-                "rgb": self.rgb, "flow_images": self.flow_images,
-                "jpeg_quality": self.jpeg_quality}
-
-
-def list_videos(video_root: Path, list_file: Path | None = None) -> list[str]:
-    """Relative video paths, sorted: every video under the root, or those named in a list
-    file (first column, e.g. a UCF101 `trainlist01.txt`)."""
-    if list_file is None:
-        if not video_root.is_dir():
-            raise UserError(f"{video_root}: video folder not found")
-        return sorted(p.relative_to(video_root).as_posix() for p in video_root.rglob("*")
-                      if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    if not video_root.is_dir():
-        raise UserError(f"{video_root}: video folder not found")
-    try:
-        text = Path(list_file).read_text()
-    except FileNotFoundError:
-        raise UserError(f"{list_file}: list file not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{list_file}: not a text file (one video path per line)") from None
-    rels = []
-    for line in text.splitlines():
-        if line.strip():
-            rels.append(line.split()[0].replace("\\", "/"))
-    if not rels:
-        raise UserError(f"{list_file}: empty list file")
-    return sorted(set(rels))
-
-
-def shard(items: list[str], spec: str | None) -> list[str]:
-    """`I/N`: every N-th item starting at I (0-based); the N shards partition the list."""
-    if not spec:
-        return items
-    try:
-        i, n = (int(v) for v in spec.split("/"))
-    except ValueError:
-        raise UserError(f"--shard must be I/N with integers, got {spec!r}") from None
-    if not 0 <= i < n:
-        raise UserError(f"--shard {spec}: need 0 <= I < N")
-    return items[i::n]
-
-
-def target_size(w: int, h: int, cfg: ExtractConfig) -> tuple[int, int]:
-    if cfg.new_size:
-        return cfg.new_size
-    if cfg.new_short:
-        s = cfg.new_short
-        return (round(w * s / h), s) if h <= w else (s, round(h * s / w))
-    return w, h
-
-
-def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
-    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-        raise VideoError(f"{path}: cannot write JPEG")
-
-
-def iter_frames(src: Path, cfg: ExtractConfig, info: dict):
-    """Decode `src` and yield its BGR frames resized to the output size; `info` receives
-    `declared_frames`, `fps`, `width`, `height`, `source_width`, `source_height`. A frame size
-    that changes mid-stream is a VideoError."""
-    cap = cv2.VideoCapture(str(src))
-    if not cap.isOpened():
-        raise VideoError("cannot open (unreadable or unsupported file)")
-    info["declared_frames"] = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    info["fps"] = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    first_shape = size = None
-    n = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if first_shape is None:
-                first_shape = frame.shape
-                size = target_size(frame.shape[1], frame.shape[0], cfg)
-                info.update(width=size[0], height=size[1], source_width=first_shape[1],
-                            source_height=first_shape[0])
-            elif frame.shape != first_shape:
-                raise VideoError(f"frame size changed from {first_shape[1]}x{first_shape[0]} "
-                                 f"to {frame.shape[1]}x{frame.shape[0]} at frame {n}")
-            if (frame.shape[1], frame.shape[0]) != size:
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            n += 1
-            yield frame
-    finally:
-        cap.release()
-
-
-def check_frame_count(n_frames: int, declared: int) -> None:
-    """Too few frames, or a decoder that stopped well before the declared count."""
-    if n_frames < 2:
-        raise VideoError(f"{n_frames} decodable frames (need at least 2)")
-    if declared > 0 and n_frames < 0.9 * declared:
-        raise VideoError(f"decoder stopped after {n_frames} of {declared} declared frames "
-                         "(damaged or truncated file)")
-
-
-def video_meta(info: dict, n_frames: int, n_flows: int, cfg: ExtractConfig) -> dict:
-    return {"num_frames": n_frames, "num_flows": n_flows, **info, "bound": cfg.bound,
-            "params": cfg.record()}
 
 
 def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float]:
@@ -203,7 +86,7 @@ def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float
     for frame in iter_frames(src, cfg, info):
         n_frames += 1
         if cfg.rgb:
-            _write_jpeg(dst / f"img_{n_frames:05d}.jpg", frame, cfg.jpeg_quality)
+            write_jpeg(dst / frame_name("img", n_frames), frame, cfg.jpeg_quality)
         if flow_fn is not None:
             grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if len(history) == cfg.step:
@@ -212,55 +95,15 @@ def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float
                 flow_seconds += time.perf_counter() - t
                 n_flows += 1
                 q = quantize(flow, cfg.bound)
-                _write_jpeg(dst / f"flow_x_{n_flows:05d}.jpg", q[..., 0], cfg.jpeg_quality)
-                _write_jpeg(dst / f"flow_y_{n_flows:05d}.jpg", q[..., 1], cfg.jpeg_quality)
+                write_jpeg(dst / frame_name("flow_x", n_flows), q[..., 0], cfg.jpeg_quality)
+                write_jpeg(dst / frame_name("flow_y", n_flows), q[..., 1], cfg.jpeg_quality)
             history.append(grey)
     check_frame_count(n_frames, info.get("declared_frames", 0))
     return video_meta(info, n_frames, n_flows, cfg), flow_seconds
 
 
-@dataclass(frozen=True)
-class Job:
-    rel: str
-    video_root: str
-    out_root: str
-    cfg: ExtractConfig
-
-
-def video_id(rel: str) -> str:
-    """`Class/v_Class_g08_c01.avi` -> `Class/v_Class_g08_c01`: the key of every later file."""
-    rel = rel.replace("\\", "/")
-    stem, ext = os.path.splitext(rel)
-    return stem if ext.lower() in VIDEO_EXTENSIONS else rel
-
-
-def new_tmp_dir(final: Path) -> Path:
-    """The folder a video is built in: its owner (host and pid) is in the name, so a
-    concurrent shard can tell a folder being written from one left by a killed run."""
-    tmp = tmp_name(final)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def finish_video(tmp: Path, final: Path, meta: dict, rel: str) -> dict:
-    """meta.json written last into the temporary folder, then the folder renamed into
-    place: a complete video appears at once or not at all."""
-    meta["source"] = rel
-    meta["video_id"] = video_id(rel)
-    meta_tmp = tmp / ".meta.json.tmp"
-    meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    os.replace(meta_tmp, tmp / "meta.json")  # its presence = complete
-    if final.exists():  # an incomplete folder (no meta.json) or --overwrite
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return meta
-
-
-def run_job(job: Job) -> tuple[str, str, dict | None, str | None, float]:
-    """(rel, status, meta, error, flow seconds): status 'done' or 'failed'. Runs in a worker
-    process."""
+def run_job(job: Job) -> VideoResult:
+    """Extract one video into its folder (the OpenCV backend; runs in a worker process)."""
     final = Path(job.out_root) / video_id(job.rel)
     tmp = new_tmp_dir(final)
     try:
@@ -268,36 +111,15 @@ def run_job(job: Job) -> tuple[str, str, dict | None, str | None, float]:
         if not src.is_file():
             raise VideoError("file not found")
         meta, flow_seconds = extract_video(src, tmp, job.cfg)
-        return job.rel, "done", finish_video(tmp, final, meta, job.rel), None, flow_seconds
+        return VideoResult(job.rel, "done", finish_video(tmp, final, meta, job.rel),
+                           flow_seconds=flow_seconds)
     except (VideoError, cv2.error, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        return job.rel, "failed", None, str(e), 0.0
+        return VideoResult.failed(job.rel, str(e))
 
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # N workers use N cores, no oversubscription
-
-
-def read_done(out_root: Path, rel: str) -> dict | None:
-    p = out_root / video_id(rel) / "meta.json"
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return None  # treated as incomplete and redone
-
-
-def clean_stale_tmp(out_root: Path) -> int:
-    """Remove temporary folders left by killed runs on this host; never those of a live
-    process (another shard writing into the same folder)."""
-    n = 0
-    if out_root.exists():
-        for p in out_root.rglob(f".*{TMP_MARK}*"):
-            if p.is_dir() and tmp_owner_gone(p):
-                shutil.rmtree(p, ignore_errors=True)
-                n += 1
-    return n
 
 
 @dataclass
@@ -317,60 +139,71 @@ class Summary:
                 f"({rate:.1f} pairs/s)")
 
 
+def pending(out_root: Path, rels: list[str], cfg: ExtractConfig, overwrite: bool = False
+            ) -> list[str]:
+    """The videos of `rels` not complete under `out_root` with these parameters (the resume
+    rule: complete = meta.json present with the same parameters). A video done with other
+    parameters is a UserError unless `overwrite`."""
+    want = cfg.record()
+    todo = []
+    for rel in rels:
+        meta = read_done(out_root, rel)
+        if meta is not None and meta.get("params") == want:
+            continue
+        if meta is not None and not overwrite:
+            diff = sorted(k for k in set(want) | set(meta.get("params", {}))
+                          if want.get(k) != meta.get("params", {}).get(k))
+            raise UserError(f"{out_root / video_id(rel)}: already extracted with other "
+                            f"parameters ({', '.join(diff)} differ); use --overwrite or "
+                            "another output folder")
+        todo.append(rel)
+    return todo
+
+
 def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
-                cfg: ExtractConfig, rels: list[str] | None = None, workers: int = 1,
+                cfg: ExtractConfig, rels: list[str] | None = None, *, workers: int = 1,
                 overwrite: bool = False, quiet: bool = False, shard_spec: str | None = None,
                 device: str = "cpu", batch_pairs: int = 16) -> Summary:
     """Extract every video in `rels` (default: all under the root); see the module doc.
-    `shard_spec` (I/N) only names this run's failures file; `device` and `batch_pairs` are
-    for the torch backend."""
+
+    `shard_spec` (I/N) only names this run's failures file. `device` and `batch_pairs` are for
+    the torch backend.
+    """
     video_root, out_root = Path(video_root), Path(out_root)
     if not video_root.is_dir():
         raise UserError(f"{video_root}: video folder not found")
     rels = list_videos(video_root) if rels is None else rels
     out_root.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(out_root)
-    want = cfg.record()
-    todo, summary = [], Summary()
-    for rel in rels:
-        meta = read_done(out_root, rel)
-        if meta is not None and meta.get("params") == want:
-            summary.skipped += 1
-        elif meta is not None and not overwrite:
-            diff = sorted(k for k in set(want) | set(meta.get("params", {}))
-                          if want.get(k) != meta.get("params", {}).get(k))
-            raise UserError(f"{out_root / video_id(rel)}: already extracted with other "
-                            f"parameters ({', '.join(diff)} differ); use --overwrite or "
-                            "another output folder")
-        else:
-            todo.append(rel)
+    todo = pending(out_root, rels, cfg, overwrite)
+    summary = Summary(skipped=len(rels) - len(todo))
     jobs = [Job(rel, str(video_root), str(out_root), cfg) for rel in todo]
     failures: list[tuple[str, str]] = []
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=True if quiet else None,
                dynamic_ncols=True)
+    pool = None
     if cfg.flow_images and cfg.flow.backend == "torch":
-        from .batched import extract_batched
-        results = extract_batched(jobs, device, batch_pairs, max(workers, 1))
-        pool = None
+        from .batched import BatchOptions, extract_batched
+        results = extract_batched(jobs, BatchOptions(device=device, batch_pairs=batch_pairs,
+                                                     workers=max(workers, 1)))
     elif workers <= 1 or len(jobs) <= 1:  # no process pool for nothing (a rerun) or one video
         _init_worker()
         results = map(run_job, jobs)
-        pool = None
     else:
         pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
         results = pool.imap_unordered(run_job, jobs)
     try:
-        for rel, status, meta, err, flow_seconds in results:
-            if status == "done":
+        for r in results:
+            if r.status == "done":
                 summary.done += 1
-                summary.frames += meta["num_frames"]
-                summary.pairs += meta["num_flows"]
-                summary.flow_seconds += flow_seconds
+                summary.frames += r.meta["num_frames"]
+                summary.pairs += r.meta["num_flows"]
+                summary.flow_seconds += r.flow_seconds
             else:
                 summary.failed += 1
-                failures.append((rel, err))
-                log.warning("%s: %s", rel, err)
+                failures.append((r.rel, r.error))
+                log.warning("%s: %s", r.rel, r.error)
             elapsed = time.perf_counter() - start
             bar.set_postfix(pairs_per_s=f"{summary.pairs / max(elapsed, 1e-9):.1f}",
                             failed=summary.failed)
@@ -382,7 +215,7 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
             pool.join()
     summary.seconds = time.perf_counter() - start
     if summary.done:  # the frame counts cached by the data layer may be stale now
-        (out_root / "frame_index.json").unlink(missing_ok=True)
+        invalidate_frame_index(out_root)
     write_failures(out_root, failures, shard_spec)
     return summary
 
@@ -392,8 +225,8 @@ def failures_path(out_root: Path, shard_spec: str | None = None) -> Path:
     the same time never overwrite each other's list."""
     if not shard_spec:
         return out_root / "failures.csv"
-    i, n = shard_spec.split("/")
-    return out_root / f"failures.shard-{int(i)}-of-{int(n)}.csv"
+    i, n = parse_shard(shard_spec)
+    return out_root / f"failures.shard-{i}-of-{n}.csv"
 
 
 def write_failures(out_root: Path, failures: list[tuple[str, str]],
@@ -477,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             resolve_device(args.device)  # a clear error before any work
             if args.batch_pairs < 1:
                 raise UserError(f"--batch-pairs must be >= 1, got {args.batch_pairs}")
-        summary = extract_all(args.videos, args.out, cfg, rels, args.workers, args.overwrite,
-                              args.quiet, args.shard, args.device, args.batch_pairs)
+        summary = extract_all(args.videos, args.out, cfg, rels, workers=args.workers,
+                              overwrite=args.overwrite, quiet=args.quiet, shard_spec=args.shard,
+                              device=args.device, batch_pairs=args.batch_pairs)
         print(summary.line())
         if summary.failed:
             print(f"failures listed in {failures_path(Path(args.out), args.shard)}",

@@ -2,104 +2,29 @@
 
 `compute_flow(frames, algorithm) -> float32 [T - step, H, W, 2]` (x, y displacement in px of
 frame i+step relative to frame i), for TV-L1 (opencv-contrib's DualTVL1, the two-stream
-standard), DIS (fast, with presets) and Farneback. Parameters live in a dataclass so the
-extractor records exactly what ran in meta.json.
+standard), DIS (fast, with presets) and Farneback. Their parameters are the dataclasses of
+`flow_tools.params`, so the extractor records exactly what ran in meta.json.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
 
 from .errors import UserError
+from .params import (  # noqa: F401  (re-exported: callers that took them from this module)
+    ALGORITHMS,
+    BACKENDS,
+    LIGHT_TVL1,
+    FarnebackParams,
+    FlowParams,
+    TVL1Params,
+)
 
-ALGORITHMS = ("tvl1", "dis", "farneback")
-BACKENDS = ("opencv", "torch")  # torch: TV-L1 only (flow_tools.tvl1_torch), batched, any device
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-
-
-@dataclass(frozen=True)
-class TVL1Params:
-    """opencv-contrib DualTVL1 defaults (the values denseflow and most two-stream code use)."""
-
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    nscales: int = 5
-    warps: int = 5
-    epsilon: float = 0.01
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    scale_step: float = 0.8
-    gamma: float = 0.0
-    median_filtering: int = 5
-
-
-# Fewer scales, warps and iterations than the defaults: the `cpu-demo` preset's TV-L1, and the
-# speed benchmarks' (they need flow images with TV-L1's texture, not its accuracy).
-LIGHT_TVL1 = TVL1Params(nscales=3, warps=3, inner_iterations=10, outer_iterations=2,
-                        epsilon=0.05)
-
-
-@dataclass(frozen=True)
-class FarnebackParams:
-    pyr_scale: float = 0.5
-    levels: int = 3
-    winsize: int = 15
-    iterations: int = 3
-    poly_n: int = 5
-    poly_sigma: float = 1.2
-
-
-@dataclass(frozen=True)
-class FlowParams:
-    """Everything that determines the flow images (recorded in meta.json)."""
-
-    algorithm: str = "tvl1"
-    tvl1: TVL1Params = field(default_factory=TVL1Params)
-    dis_preset: str = "medium"
-    farneback: FarnebackParams = field(default_factory=FarnebackParams)
-    backend: str = "opencv"
-
-    def __post_init__(self):
-        if self.algorithm not in ALGORITHMS:
-            raise UserError(f"unknown flow algorithm {self.algorithm!r}; choose from "
-                            f"{ALGORITHMS}")
-        if self.dis_preset not in DIS_PRESETS:
-            raise UserError(f"unknown DIS preset {self.dis_preset!r}; choose from "
-                            f"{sorted(DIS_PRESETS)}")
-        if self.backend not in BACKENDS:
-            raise UserError(f"unknown flow backend {self.backend!r}; choose from {BACKENDS}")
-        if self.backend == "torch" and self.algorithm != "tvl1":
-            raise UserError(f"the torch backend computes TV-L1 only, not {self.algorithm!r}; "
-                            "use --backend opencv")
-
-    @classmethod
-    def from_record(cls, rec: dict) -> "FlowParams":
-        """The inverse of `record` (meta.json, a checkpoint's input): what ran, to run again."""
-        rec = dict(rec)
-        algorithm = rec.pop("algorithm")
-        backend = rec.pop("backend", "opencv")
-        if algorithm == "tvl1":
-            return cls("tvl1", TVL1Params(**rec), backend=backend)
-        if algorithm == "dis":
-            return cls("dis", dis_preset=rec.get("preset", "medium"), backend=backend)
-        return cls(algorithm, farneback=FarnebackParams(**rec), backend=backend)
-
-    def record(self) -> dict:
-        """Only the parameters of the chosen algorithm."""
-        if self.algorithm == "tvl1":
-            # the default backend is left out so rawframes extracted before backends existed
-            # still match their parameters
-            extra = {} if self.backend == "opencv" else {"backend": self.backend}
-            return {"algorithm": "tvl1", **asdict(self.tvl1), **extra}
-        if self.algorithm == "dis":
-            return {"algorithm": "dis", "preset": self.dis_preset}
-        return {"algorithm": "farneback", **asdict(self.farneback)}
 
 
 def make_flow_fn(params: FlowParams):

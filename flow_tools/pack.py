@@ -14,18 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .errors import EXIT_CODES_HELP, UserError, run_cli
+from .rawframes import META_FILE, NAME_PATTERNS
+from .rawframes import PACK_FILE as PACK
+from .rawframes import PACK_INDEX_FILE as INDEX
 from .tmpfiles import tmp_name
 
-PACK, INDEX = "frames.pack", "frames.pack.json"
-KINDS = {"img": re.compile(r"^img_(\d+)\.jpg$"), "flow_x": re.compile(r"^flow_x_(\d+)\.jpg$"),
-         "flow_y": re.compile(r"^flow_y_(\d+)\.jpg$")}
+KINDS = NAME_PATTERNS  # kind -> the pattern of its loose JPEG names
 
 
 def pack_video(folder: Path, remove_jpegs: bool = False) -> int:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.rawframes)
         if not root.is_dir():
             raise UserError(f"{root}: rawframe folder not found")
-        videos = sorted(m.parent for m in root.rglob("meta.json"))
+        videos = sorted(m.parent for m in root.rglob(META_FILE))
         n = sum(pack_video(v, args.remove_jpegs)
                 for v in tqdm(videos, desc="pack", unit="video",
                               disable=True if args.quiet else None))

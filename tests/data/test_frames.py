@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from flow_tools.quantize import dequantize, quantize
-from two_stream.data.frames import (FrameReadError, RawframeSource, VideoFileSource,
-                                    count_video_frames, read_video_frames)
+from two_stream.data.frames import (
+    FrameReadError,
+    RawframeSource,
+    VideoFileSource,
+    count_video_frames,
+    read_video_frames,
+)
 
 
 def test_quantise_round_trip_within_half_level():
@@ -57,6 +62,32 @@ def test_missing_frame_names_the_file(tmp_path):
     (tmp_path / "C" / "v1" / "img_00001.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(FrameReadError, match=r"img_00001.jpg: frame unreadable"):
         src.rgb("C/v1", np.array([0]))
+
+
+def test_missing_or_corrupt_frame_prints_no_opencv_warning(tmp_path, capfd):
+    """One error naming the file, and nothing on stderr: OpenCV's imread printed
+    `[ WARN ] ... imread_(...): can't open/read file` before every missing frame."""
+    (tmp_path / "C" / "v1").mkdir(parents=True)
+    (tmp_path / "C" / "v1" / "img_00001.jpg").write_bytes(b"\xff\xd8 truncated")
+    src = RawframeSource(tmp_path)
+    for index, what in ((3, "missing"), (0, "unreadable")):
+        for read in (lambda i: src.rgb("C/v1", np.array([i])),
+                     lambda i: src.rgb_planes("C/v1", np.array([i]))[0].decode()):
+            with pytest.raises(FrameReadError, match=f"C/v1/img_0000{index + 1}.jpg: frame "
+                                                     f"{what}"):
+                read(index)
+    err = capfd.readouterr().err
+    assert "imread_" not in err and "WARN" not in err, err
+
+
+def test_rawframe_names_come_from_the_layout_module():
+    from flow_tools.rawframes import frame_name
+    from two_stream.data.frames import LAYOUTS, _path
+    for kind, template in (("img", LAYOUTS["rawframes"].rgb),
+                           ("flow_x", LAYOUTS["rawframes"].flow_x),
+                           ("flow_y", LAYOUTS["rawframes"].flow_y)):
+        assert _path("R", template, "C/v", 6) == f"R/C/v/{frame_name(kind, 7)}"
+    assert frame_name("flow_y", 12) == "flow_y_00012.jpg"
 
 
 def test_feichtenhofer_layout_and_index_cache(tmp_path):

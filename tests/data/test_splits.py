@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from two_stream.data.splits import (SplitError, folder_split, group_of, hmdb51_split,
-                                    read_class_index, ucf101_split, validation_split)
+from two_stream.data.splits import (
+    SplitError,
+    folder_split,
+    group_of,
+    hmdb51_split,
+    holdout_split,
+    read_class_index,
+    ucf101_split,
+)
 
 
 @pytest.mark.parametrize("split,n_train,n_test", [(1, 9537, 3783), (2, 9586, 3734),
@@ -81,7 +88,7 @@ def test_validation_is_group_disjoint_and_stratified(fixtures, dataset):
         s = ucf101_split(fixtures / "ucf101_splits", 1)
     else:
         s = hmdb51_split(fixtures / "hmdb51_splits", 1)
-    train, val = validation_split(s.train, 0.1, seed=0)
+    train, val = holdout_split(s.train, 0.1, seed=0)
     assert len(train) + len(val) == len(s.train)
     assert {group_of(r.video_id) for r in train}.isdisjoint({group_of(r.video_id) for r in val})
     share = len(val) / len(s.train)
@@ -92,8 +99,8 @@ def test_validation_is_group_disjoint_and_stratified(fixtures, dataset):
     test_ids = {r.video_id for r in s.test}
     assert not test_ids & {r.video_id for r in val}
     # deterministic under the seed, different under another
-    assert validation_split(s.train, 0.1, seed=0)[1] == val
-    assert validation_split(s.train, 0.1, seed=1)[1] != val
+    assert holdout_split(s.train, 0.1, seed=0)[1] == val
+    assert holdout_split(s.train, 0.1, seed=1)[1] != val
 
 
 def test_folder_split_is_stratified_deterministic_and_saved(tmp_path):

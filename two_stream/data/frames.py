@@ -18,15 +18,15 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from flow_tools.pack import INDEX as PACK_INDEX
-from flow_tools.pack import PACK as PACK_FILE
 from flow_tools.quantize import DEFAULT_BOUND, dequantize
+from flow_tools.rawframes import META_FILE, NAME_TEMPLATES, PACK_FILE, MetaError
+from flow_tools.rawframes import PACK_INDEX_FILE as PACK_INDEX
+from flow_tools.rawframes import read_meta as read_meta_json
 
-from .splits import INDEX_FILE, VIDEO_EXTENSIONS, load_index, save_index
 from ..errors import UserError
+from .splits import INDEX_FILE, VIDEO_EXTENSIONS, load_index, save_index
 
 log = logging.getLogger(__name__)
-META_FILE = "meta.json"
 _REPACK = (f"delete {PACK_INDEX} and rerun python -m flow_tools.pack, or re-extract the video "
            "if its loose JPEGs were removed")
 
@@ -47,8 +47,8 @@ class FrameLayout:
 
 LAYOUTS: dict[str, FrameLayout] = {
     # denseflow / MMAction2 / our extractor
-    "rawframes": FrameLayout("{video}/img_{index:05d}.jpg", "{video}/flow_x_{index:05d}.jpg",
-                             "{video}/flow_y_{index:05d}.jpg"),
+    "rawframes": FrameLayout(*(f"{{video}}/{NAME_TEMPLATES[k]}"
+                               for k in ("img", "flow_x", "flow_y"))),
     # MMAction2's test-data naming (x_/y_ prefixes)
     "rawframes_xy": FrameLayout("{video}/img_{index:05d}.jpg", "{video}/x_{index:05d}.jpg",
                                 "{video}/y_{index:05d}.jpg"),
@@ -69,11 +69,18 @@ def _path(root: Path, template: str, video_id: str, index0: int) -> str:
 def read_image(path: Path | str, grey: bool = False, bgr: bool = False) -> np.ndarray:
     """uint8 [H, W, 3] RGB (BGR as decoded with `bgr`: the loader swaps channels after
     resizing, on fewer pixels), or [H, W] for `grey`; raises FrameReadError naming the file."""
-    img = cv2.imread(path if isinstance(path, str) else str(path),
-                     cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    # the bytes are read here, not by cv2.imread: a missing or unreadable file then raises one
+    # error naming it instead of printing OpenCV's `[ WARN ] imread_(...)` lines as well
+    try:
+        data = np.fromfile(path, np.uint8)
+    except FileNotFoundError:
+        raise FrameReadError(f"{path}: frame missing") from None
+    except (IsADirectoryError, PermissionError):
+        raise FrameReadError(f"{path}: frame unreadable (not an image?)") from None
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) \
+        if data.size else None
     if img is None:
-        what = "missing" if not os.path.exists(path) else "unreadable (not an image?)"
-        raise FrameReadError(f"{path}: frame {what}")
+        raise FrameReadError(f"{path}: frame unreadable (not an image?)")
     return img if grey or bgr else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -141,16 +148,12 @@ def _count_matching(directory: Path, basename_template: str) -> int:
 def read_meta(frame_dir: Path) -> dict | None:
     """The extractor's `meta.json` of one video folder, or None when there is none."""
     path = Path(frame_dir) / META_FILE
-    if not path.exists():
-        return None
     try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FrameReadError(f"{path}: corrupt meta.json ({e}); delete the folder and "
-                             "re-extract") from None
-    if not isinstance(meta, dict):
-        raise FrameReadError(f"{path}: meta.json must hold an object, got "
-                             f"{type(meta).__name__}; delete the folder and re-extract")
+        meta = read_meta_json(frame_dir)
+    except MetaError as e:
+        raise FrameReadError(str(e)) from None
+    if meta is None:
+        return None
     for key in ("num_frames", "num_flows"):
         v = meta.get(key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
