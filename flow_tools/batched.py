@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .device import resolve_device
+from .quantize import quantize_torch
 from .rawframes import (
     VideoError,
     finish_video,
@@ -34,13 +35,6 @@ from .rawframes import (
 )
 from .tvl1_torch import tvl1
 from .videos import Job, VideoResult, check_frame_count, iter_frames
-
-
-def quantize_torch(flow: torch.Tensor, bound: float) -> torch.Tensor:
-    """The denseflow encoding on the device (same float32 arithmetic and half-to-even
-    rounding as `flow_tools.quantize.quantize`): float [..] px -> uint8."""
-    f = flow.float().clamp(-bound, bound)
-    return torch.round(255.0 * (f + bound) / (2.0 * bound)).to(torch.uint8)
 
 
 @dataclass
