@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.suite import preset_for, step_data, step_train_and_score, stream_configs
 from flow_tools.extract import ExtractConfig, extract_all
+from two_stream import recipes
 from two_stream.metrics import bootstrap_ci, mcnemar_p, strict_correct, topk_correct
 from two_stream.report import note_start, write_run_json, write_table
 from two_stream.scores import load_scores
@@ -34,21 +34,21 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     note_start()
     work = Path(args.work_dir)
-    suite_args = argparse.Namespace(
-        dataset="synthetic", seed=args.seed, data_seed=args.seed, synthetic_clips_per_group=None,
-        synthetic_groups=None, synthetic_frames=None, quiet=True, split=["1"], arch=None,
-        epochs=args.epochs, batch_size=None, input_size=None, num_segments=None)
-    videos, split_dir, _ = step_data(suite_args, work)
-    preset = preset_for("cpu-demo", "synthetic")
+    inputs = recipes.prepare_data(dataset="synthetic", work=work, quiet=True,
+                                  synthetic=recipes.synthetic_config(data_seed=args.seed))
+    videos, split_dir = inputs.videos, inputs.split_dir
+    preset = recipes.preset_for("cpu-demo", "synthetic")
     correct, rows = {}, []
     for backend in ("opencv", "torch"):
         frames = work / f"frames_{backend}"
         flow = dataclasses.replace(preset["flow"], backend=backend)
         s = extract_all(videos, frames, ExtractConfig(flow=flow), workers=os.cpu_count() or 1,
                         quiet=True, device=args.device, batch_pairs=32)
-        cfgs = stream_configs(suite_args, "temporal", "mean", split_dir, frames,
-                              work / backend, preset)
-        sf = load_scores(step_train_and_score(cfgs, "temporal")[0]["test"])
+        cfgs = recipes.stream_configs(
+            "temporal", "mean", preset=preset, dataset="synthetic", split=1,
+            split_dir=split_dir, frames=frames, work=work / backend, seed=args.seed,
+            data_seed=args.seed, quiet=True, overrides=recipes.Overrides(epochs=args.epochs))
+        sf = load_scores(recipes.train_and_score(cfgs, "temporal").scores["test"])
         c = topk_correct(sf.scores, sf.labels, 1)
         correct[backend] = strict_correct(sf.scores, sf.labels)  # 0/1 for McNemar
         lo, hi = bootstrap_ci(c, args.resamples, seed=args.seed)

@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import itertools
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,9 +32,8 @@ import pandas as pd
 from scipy import stats
 from tqdm import tqdm
 
-from benchmarks import suite
-from flow_tools.extract import ExtractConfig, extract_all
 from flow_tools.flow import ALGORITHMS, FlowParams
+from two_stream import recipes
 from two_stream.config import CONCERNS
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.report import (
@@ -62,9 +60,9 @@ _HEAD_KEYS = {"model.consensus", "model.lstm_hidden", "model.lstm_layers",
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    suite.add_data_args(p)
+    recipes.add_recipe_args(p)
     p.add_argument("--name", required=True, help="results/<name>/ and the runs' folder")
-    p.add_argument("--stream", default="temporal", choices=list(suite.STREAMS))
+    p.add_argument("--stream", default="temporal", choices=list(recipes.STREAMS))
     p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2",
                    help="swept values of a config field (concern.field, e.g. optim.lr, "
                         "clip.num_segments, model.lstm_hidden) or flow.algorithm")
@@ -165,15 +163,21 @@ class Plan:
 def flow_frames(args, videos: Path, work: Path, preset: dict, algorithm: str | None) -> Path:
     """The rawframes of a flow algorithm: the suite's frames for the preset's algorithm, one
     more extraction per other algorithm (same sizes and bound)."""
+    if (algorithm is None or algorithm == preset["flow"].algorithm) and args.frames:
+        return Path(args.frames)
     if algorithm is None or algorithm == preset["flow"].algorithm:
-        return suite.step_frames(args, videos, work, preset)
+        out = work / "frames"
+        s = recipes.extract_frames(videos, out, preset=preset, quiet=args.quiet)
+        print(f"frames and flow at {out}: {s.line()}")
+        if s.failed:
+            print(f"warning: {s.failed} videos failed, see {out / 'failures.csv'}")
+        return out
     if args.frames:
         raise UserError(f"{FLOW_KEY}={algorithm}: the sweep extracts rawframes per flow "
                         "algorithm from --videos; it cannot re-extract --frames")
     out = work / f"frames_{algorithm}"
-    cfg = ExtractConfig(flow=FlowParams(algorithm), new_short=preset["new_short"],
-                        new_size=preset["new_size"])
-    s = extract_all(videos, out, cfg, workers=os.cpu_count() or 1, quiet=args.quiet)
+    s = recipes.extract_frames(videos, out, preset=preset, flow=FlowParams(algorithm),
+                               quiet=args.quiet)
     print(f"{algorithm} frames and flow at {out}: {s.line()}")
     return out
 
@@ -184,13 +188,16 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
     (the grid's own mean cell when `model.consensus` is swept, else a `cnn_*` run)."""
     root = work / "sweeps" / args.name
     keys = list(grid)
+    split = recipes.parse_splits(args.split)[0]
 
     def make(cell: dict, values: dict, seed: int, slug: str, is_cell: bool) -> Plan:
-        cfgs = suite.stream_configs(args, args.stream, "mean", split_dir,
-                                    frames[values.get(FLOW_KEY)], work, preset)
+        cfgs = recipes.stream_configs(
+            args.stream, "mean", preset=preset, dataset=args.dataset, split=split,
+            split_dir=split_dir, frames=frames[values.get(FLOW_KEY)], work=work, seed=seed,
+            data_seed=args.data_seed, quiet=args.quiet,
+            overrides=recipes.Overrides.from_args(args))
         cfgs = apply(cfgs, values)
-        cfgs["run"] = dataclasses.replace(cfgs["run"], seed=seed,
-                                          run_dir=str(root / slug / f"seed{seed}"))
+        cfgs["run"] = dataclasses.replace(cfgs["run"], run_dir=str(root / slug / f"seed{seed}"))
         return Plan(cell, seed, cfgs, is_cell)
 
     cells = [make(dict(zip(keys, combo)), {**fixed, **dict(zip(keys, combo))}, seed,
@@ -219,10 +226,11 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
 def run_plan(plan: Plan, stream: str) -> dict:
     run_dir = Path(plan.cfgs["run"].run_dir)
     t0 = time.perf_counter()
-    paths, trained_now = suite.step_train_and_score(plan.cfgs, stream)
-    test = suite.score_metrics(load_scores(paths["test"]))
+    trained = recipes.train_and_score(plan.cfgs, stream)
+    paths, trained_now = trained.scores, trained.trained_now
+    test = recipes.score_metrics(load_scores(paths["test"]))
     val = load_scores(paths["val"]) if paths["val"].exists() else None
-    val_top1 = suite.score_metrics(val)["top1"] if val is not None and len(val.labels) \
+    val_top1 = recipes.score_metrics(val)["top1"] if val is not None and len(val.labels) \
         else float("nan")
     log_csv = run_dir / "log.csv"
     train_s = float(pd.read_csv(log_csv).epoch_time.sum()) if log_csv.exists() else float("nan")
@@ -366,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
     both = set(grid) & set(fixed)
     if both:
         raise UserError(f"{sorted(both)} in both --grid and --set")
-    if len(suite.parse_splits(args.split)) > 1:
+    if len(recipes.parse_splits(args.split)) > 1:
         raise UserError(f"--split {' '.join(args.split)}: a sweep runs on one split")
     if len(set(args.seeds)) < len(args.seeds):
         raise UserError(f"--seeds {args.seeds}: a seed is repeated")
@@ -374,9 +382,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stream == "spatial" and (FLOW_KEY in grid or FLOW_KEY in fixed):
         raise UserError(f"{FLOW_KEY} changes only the temporal stream's input")
     work = Path(args.work_dir)
-    preset = suite.preset_for(args.preset, args.dataset)
-    args.seed = args.seeds[0]  # stream_configs reads it; each plan sets its own
-    videos, split_dir, manifest = suite.step_data(args, work)
+    preset = recipes.preset_for(args.preset, args.dataset)
+    inputs = recipes.inputs_from_args(args)
+    videos, split_dir, manifest = inputs.videos, inputs.split_dir, inputs.manifest
     frames = {a: flow_frames(args, videos, work, preset, a) for a in algorithms}
     if None not in frames:
         frames[None] = frames[algorithms[0]]

@@ -1,13 +1,16 @@
 import json
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from benchmarks import suite
+from two_stream import recipes
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.scores import load_scores
 
 
+@pytest.mark.e2e
 def test_tiny_suite_end_to_end_and_rerun_skips(tmp_path):
     argv = ["--work-dir", str(tmp_path / "work"), "--results-root", str(tmp_path / "results"),
             "--name", "tiny", "--synthetic-groups", "3", "--synthetic-clips-per-group", "1",
@@ -42,6 +45,7 @@ def test_tiny_suite_end_to_end_and_rerun_skips(tmp_path):
     assert load_checkpoint(runs / "spatial_lstm" / "checkpoint_last.pt")["epoch"] == 1
 
 
+@pytest.mark.e2e
 def test_same_seed_same_table(tmp_path):
     """Two runs from scratch with one seed give the same numbers (data-loader workers too)."""
     tables = []
@@ -55,6 +59,7 @@ def test_same_seed_same_table(tmp_path):
     pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
+@pytest.mark.e2e
 def test_three_synthetic_splits_and_their_mean(tmp_path):
     argv = ["--work-dir", str(tmp_path / "work"), "--results-root", str(tmp_path / "results"),
             "--name", "three", "--synthetic-groups", "3", "--synthetic-clips-per-group", "1",
@@ -88,13 +93,18 @@ def test_hmdb51_tsn_preset_on_the_official_splits(fixtures, tmp_path):
     """--preset tsn --dataset hmdb51: MMAction2 0.x's HMDB51 TSN values for the RGB stream, the
     TSN flow recipe for the temporal one, on each official split."""
     from two_stream.data.build import load_split
-    from two_stream.data.splits import group_of, validation_split
+    from two_stream.data.splits import group_of, holdout_split
     split_dir = fixtures / "hmdb51_splits"
     args = suite.get_args_parser().parse_args(
         ["--dataset", "hmdb51", "--preset", "tsn", "--split-dir", str(split_dir),
          "--frames", str(tmp_path), "--split", "all"])
-    preset = suite.preset_for(args.preset, args.dataset)
-    rgb = suite.stream_configs(args, "spatial", "mean", split_dir, tmp_path, tmp_path, preset, 2)
+    preset = recipes.preset_for(args.preset, args.dataset)
+
+    def configs(stream: str, split: int, preset: dict = preset) -> dict:
+        return recipes.stream_configs(stream, "mean", preset=preset, dataset=args.dataset,
+                                      split=split, split_dir=split_dir, frames=tmp_path,
+                                      work=tmp_path, seed=0, data_seed=args.data_seed)
+    rgb = configs("spatial", 2)
     assert (rgb["model"].arch, rgb["model"].weights, rgb["model"].partial_bn,
             rgb["model"].dropout) == ("resnet50", "imagenet", False, 0.4)
     assert (rgb["clip"].num_segments, rgb["clip"].test_segments, rgb["clip"].test_crops) == (
@@ -102,20 +112,17 @@ def test_hmdb51_tsn_preset_on_the_official_splits(fixtures, tmp_path):
     o = rgb["optim"]
     assert (o.lr, o.momentum, o.weight_decay, o.epochs, tuple(o.milestones), o.clip_grad) == (
         0.025, 0.9, 1e-4, 50, (20, 40), 20.0)
-    flow = suite.stream_configs(args, "temporal", "mean", split_dir, tmp_path, tmp_path, preset,
-                                2)
+    flow = configs("temporal", 2)
     assert (flow["model"].arch, flow["optim"].lr, flow["clip"].new_length,
             flow["clip"].num_segments) == ("resnet50", 0.005, 5, 3)
     # UCF101's preset is untouched
-    ucf = suite.stream_configs(args, "spatial", "mean", split_dir, tmp_path, tmp_path,
-                               suite.preset_for("tsn", "ucf101"), 1)
+    ucf = configs("spatial", 1, recipes.preset_for("tsn", "ucf101"))
     assert (ucf["model"].arch, ucf["clip"].num_segments) == ("resnet101", 3)
-    for n in suite.parse_splits(args.split):
-        d = suite.stream_configs(args, "spatial", "mean", split_dir, tmp_path, tmp_path,
-                                 preset, n)["data"]
+    for n in recipes.parse_splits(args.split):
+        d = configs("spatial", n)["data"]
         assert (d.dataset, d.split, d.val_ratio) == ("hmdb51", n, 0.1)
         split = load_split(d)
         assert (len(split.train), len(split.test), len(split.classes)) == (3570, 1530, 51)
-        train, val = validation_split(split.train, d.val_ratio, d.val_seed)
+        train, val = holdout_split(split.train, d.val_ratio, d.val_seed)
         assert 0.05 < len(val) / len(split.train) < 0.2
         assert not {group_of(r.video_id) for r in train} & {group_of(r.video_id) for r in val}

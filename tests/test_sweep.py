@@ -24,6 +24,7 @@ def swept(tmp_path_factory):
     return root, argv
 
 
+@pytest.mark.e2e
 def test_a_two_cell_two_seed_sweep_writes_its_table(swept):
     root, _ = swept
     out = root / "results" / "s"
@@ -44,6 +45,7 @@ def test_a_two_cell_two_seed_sweep_writes_its_table(swept):
     assert info["grid"] == {"model.consensus": ["mean", "lstm"]} and info["trained_now"] == 4
 
 
+@pytest.mark.e2e
 def test_each_seed_is_its_own_run_on_one_split(swept):
     root, _ = swept
     base = root / "work" / "sweeps" / "s"
@@ -60,6 +62,7 @@ def test_each_seed_is_its_own_run_on_one_split(swept):
     assert lstm["config"]["model"]["freeze_backbone"] and lstm["weights_sha256"]
 
 
+@pytest.mark.e2e
 def test_rerun_trains_nothing_and_a_changed_setting_trains_again(swept, capsys):
     root, argv = swept
     assert sweep.main(argv) == 0
