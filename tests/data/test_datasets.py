@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from flow_tools.errors import UserError
-
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import FrameReadError, RawframeSource, VideoFileSource
 from two_stream.data.sampling import test_indices as centre_indices
@@ -131,6 +130,7 @@ def test_training_batches_are_written_in_place_and_equal_stacked_samples(tmp_pat
     memory in a worker) and `collate_samples` passes it on: the batches equal torch's default
     stacking of the single items, labels and ids included, with and without workers."""
     from torch.utils.data import DataLoader, default_collate
+
     from two_stream.data.datasets import SampleBatch, collate_samples
     for i, v in enumerate(("A/v1", "B/v2", "C/v3")):
         _flow_video(tmp_path, v, 10 + 3 * i)
@@ -166,3 +166,44 @@ def test_place_refuses_an_output_of_another_shape():
     with pytest.raises(ValueError, match=r"out has shape \(1, 2, 8, 8\), the sample \(1, 2, 16"):
         train_sample(planes, "flow", 16, np.random.default_rng(0), out=np.empty((1, 2, 8, 8),
                                                                                 np.uint8))
+
+
+def test_an_error_from_a_loader_worker_is_one_plain_line():
+    """torch re-raises a worker's error with the traceback as its message; the last line is
+    `two_stream.data.frames.FrameReadError: <message>` (old code printed that)."""
+    from torch._utils import ExceptionWrapper
+
+    from two_stream.errors import one_line
+    try:
+        try:
+            raise FrameReadError("C/v1/img_00003.jpg: frame missing")
+        except FrameReadError:
+            ExceptionWrapper(where="in DataLoader worker process 0").reraise()
+    except FrameReadError as e:
+        assert "Traceback" in str(e)
+        assert one_line(e) == "C/v1/img_00003.jpg: frame missing"
+    assert one_line(UserError("a: b: c")) == "a: b: c"
+
+
+def test_a_missing_frame_read_by_a_worker_gives_the_line_without_workers(tmp_path, capsys):
+    from tiny import synthetic_rawframes
+
+    from two_stream import cli
+    syn = tmp_path / "syn"
+    synthetic_rawframes(syn, syn / "frames", SyntheticConfig(
+        num_groups=2, clips_per_group=1, test_groups=1, num_frames=6, width=32, height=24))
+    for f in (syn / "frames").glob("*/*/img_*.jpg"):
+        f.unlink()
+    lines = []
+    for workers in ("0", "1"):
+        argv = ["train", "--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
+                "--run-dir", str(tmp_path / f"run{workers}"), "--input-size", "16",
+                "--num-segments", "1", "--batch-size", "2", "--workers", workers,
+                "--epochs", "1", "--val-ratio", "0", "--device", "cpu", "--quiet"]
+        assert cli.main(argv, stream="spatial", modality="rgb") == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines.append([ln for ln in err.splitlines() if ln.startswith("error:")])
+    assert len(lines[0]) == 1 and lines[0] == lines[1], lines
+    assert lines[0][0].startswith(f"error: {syn / 'frames'}/")
+    assert lines[0][0].endswith(".jpg: frame missing")

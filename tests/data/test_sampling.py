@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-
 from two_stream.data.sampling import test_indices as centre_indices
 from two_stream.data.sampling import train_indices
 

@@ -3,11 +3,17 @@ import numpy as np
 import pytest
 
 from flow_tools.errors import UserError
-
 from two_stream.data.frames import read_video_frames
 from two_stream.data.splits import group_of, ucf101_split
-from two_stream.data.synthetic import (APPEARANCE_CLASSES, COLOURS, MOTION_CLASSES, OBJECT_LUMA,
-                                       SyntheticConfig, equal_luma_colour, generate)
+from two_stream.data.synthetic import (
+    APPEARANCE_CLASSES,
+    COLOURS,
+    MOTION_CLASSES,
+    OBJECT_LUMA,
+    SyntheticConfig,
+    equal_luma_colour,
+    generate,
+)
 
 TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frames=10,
                        width=64, height=48)

@@ -5,9 +5,17 @@ import torch
 
 from flow_tools.errors import UserError
 from two_stream.data.frames import FrameReadError
-from two_stream.data.transforms import (FLOW_MEAN, FLOW_STD, channel_stats, flow_snippets,
-                                        hflip, multiscale_crop_box, normalize_batch,
-                                        eval_sample, train_sample)
+from two_stream.data.transforms import (
+    FLOW_MEAN,
+    FLOW_STD,
+    channel_stats,
+    eval_sample,
+    flow_snippets,
+    hflip,
+    multiscale_crop_box,
+    normalize_batch,
+    train_sample,
+)
 
 
 def _fields(n, h=4, w=5):

@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 from .datasets import ClipConfig
 from .frames import FrameReadError, RawframeSource, VideoFileSource
-from .splits import (Split, VideoRecord, folder_split, hmdb51_split, mmaction_split,
-                     resolve_records, ucf101_split, validation_split)
+from .splits import (
+    Split,
+    VideoRecord,
+    folder_split,
+    hmdb51_split,
+    mmaction_split,
+    resolve_records,
+    ucf101_split,
+    validation_split,
+)
 
 if TYPE_CHECKING:  # config sits above the data package
     from ..config import DataConfig

@@ -14,15 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate, get_worker_info
+from torch.utils.data import Dataset, default_collate
 
+from ..errors import UserError
 from .frames import FrameReadError, Jpeg, RawframeSource, VideoFileSource, jpeg_size
-from .jpeg_batch import JpegSample, collate_jpeg
+from .jpeg_batch import JpegSample, check_jpeg, collate_jpeg, shared_empty
 from .sampling import test_indices, train_indices
 from .splits import VideoRecord
-from .transforms import (TSN_SCALES, Plane, eval_sample, flow_snippets, multiscale_crop_box,
-                         train_sample)
-from ..errors import UserError
+from .transforms import (
+    TSN_SCALES,
+    Plane,
+    eval_sample,
+    flow_snippets,
+    multiscale_crop_box,
+    train_sample,
+)
 
 MODALITIES = ("rgb", "flow")
 _TUNED_PID: int | None = None
@@ -133,14 +139,17 @@ class VideoDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         idx = self.indices(record, rng)
         jpegs = self.jpegs(record, idx)
-        data = [torch.from_numpy(j.data) for j in jpegs]
+        for j in jpegs:  # loose files and pack entries alike, named before the batch decode
+            check_jpeg(j.data, j.name)
+        data, names = [j.data for j in jpegs], tuple(j.name for j in jpegs)
         if not self.train:
-            return JpegSample(data, idx.shape[0], c.modality, c.input_size,
+            return JpegSample(data, names, idx.shape[0], c.modality, c.input_size,
                               scale_size=c.scale_size, num_crops=c.test_crops)
         h, w = jpeg_size(jpegs[0].data, jpegs[0].name)
         box = multiscale_crop_box(h, w, c.input_size, rng, c.scales)
         flip = bool(c.flip and rng.random() < 0.5)
-        return JpegSample(data, idx.shape[0], c.modality, c.input_size, box=box, flip=flip)
+        return JpegSample(data, names, idx.shape[0], c.modality, c.input_size, box=box,
+                          flip=flip)
 
     def __getitem__(self, item: int | tuple[int, int], out: np.ndarray | None = None
                     ) -> tuple[torch.Tensor, int, str]:
@@ -173,7 +182,7 @@ class VideoDataset(Dataset):
             return [self[i] for i in items]
         c = self.clip
         channels = 3 if c.modality == "rgb" else 2 * c.new_length
-        x = _new_batch((len(items), c.num_segments, channels, c.input_size, c.input_size))
+        x = shared_empty((len(items), c.num_segments, channels, c.input_size, c.input_size))
         batch = SampleBatch(self.__getitem__(i, out=x[b].numpy()) for b, i in enumerate(items))
         batch.x = x
         return batch
@@ -183,20 +192,6 @@ class SampleBatch(list):
     """(sample, label, video_id) items whose samples are the rows of `x`."""
 
     x: torch.Tensor
-
-
-def _new_batch(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised uint8 tensor; in a loader worker, in shared memory from the start (as
-    torch's default collate allocates its output), so sending it to the trainer copies
-    nothing."""
-    if get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
-    numel = int(np.prod(shape))
-    try:
-        storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(numel)
-        return torch.empty(0, dtype=torch.uint8).new(storage).view(shape)
-    except AttributeError:  # a torch without the private helper: one extra copy
-        return torch.empty(shape, dtype=torch.uint8).share_memory_()
 
 
 def collate_samples(items: list) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:

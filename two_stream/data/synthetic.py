@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..errors import EXIT_CODES_HELP, UserError, run_cli
 from ..progress import progress
 from .splits import Split, VideoRecord, ucf101_split, write_ucf_lists
-from ..errors import EXIT_CODES_HELP, UserError, run_cli
 
 COLOURS = {  # hue in degrees; all rendered at the same luma
     "Red": 0, "Yellow": 60, "Green": 120, "Cyan": 180, "Blue": 240, "Purple": 300,
