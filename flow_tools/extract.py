@@ -37,7 +37,15 @@ from tqdm import tqdm
 from .device import resolve_device
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
 from .flow import DIS_PRESETS, make_flow_fn
-from .params import ALGORITHMS, BACKENDS, ExtractConfig, FlowParams, TVL1Params
+from .params import (
+    ALGORITHMS,
+    BACKENDS,
+    DEFAULT_MEMORY_BUDGET_GB,
+    FLOW_COMPILE_MODES,
+    ExtractConfig,
+    FlowParams,
+    TVL1Params,
+)
 from .quantize import quantize
 from .rawframes import (
     VIDEO_EXTENSIONS,
@@ -163,11 +171,14 @@ def pending(out_root: Path, rels: list[str], cfg: ExtractConfig, overwrite: bool
 def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
                 cfg: ExtractConfig, rels: list[str] | None = None, *, workers: int = 1,
                 overwrite: bool = False, quiet: bool = False, shard_spec: str | None = None,
-                device: str = "cpu", batch_pairs: int = 16) -> Summary:
+                device: str = "cpu", batch_pairs: int | str = 16,
+                memory_budget_gb: float | None = None, flow_compile: str = "off") -> Summary:
     """Extract every video in `rels` (default: all under the root); see the module doc.
 
-    `shard_spec` (I/N) only names this run's failures file. `device` and `batch_pairs` are for
-    the torch backend.
+    `shard_spec` (I/N) only names this run's failures file. The rest is for the torch
+    backend: `device`, `batch_pairs` (a number, or "auto": sized from free device memory, on
+    a CPU from `memory_budget_gb`), `flow_compile` (auto | on | off: the compiled TV-L1
+    iterations; the library default stays the eager reference, the command's is auto).
     """
     video_root, out_root = Path(video_root), Path(out_root)
     if not video_root.is_dir():
@@ -185,8 +196,11 @@ def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
     pool = None
     if cfg.flow_images and cfg.flow.backend == "torch":
         from .batched import BatchOptions, extract_batched
-        results = extract_batched(jobs, BatchOptions(device=device, batch_pairs=batch_pairs,
-                                                     workers=max(workers, 1)))
+        from .tvl1_torch import resolve_flow_compile
+        compiled = resolve_flow_compile(flow_compile, resolve_device(device), interactive=False)
+        results = extract_batched(jobs, BatchOptions(
+            device=device, batch_pairs=batch_pairs, memory_budget_gb=memory_budget_gb,
+            compiled=compiled, workers=max(workers, 1)))
     elif workers <= 1 or len(jobs) <= 1:  # no process pool for nothing (a rerun) or one video
         _init_worker()
         results = map(run_job, jobs)
@@ -244,6 +258,18 @@ def write_failures(out_root: Path, failures: list[tuple[str, str]],
     os.replace(tmp, path)
 
 
+def _batch_pairs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     d, t = ExtractConfig(), TVL1Params()
     p = argparse.ArgumentParser(prog="python -m flow_tools.extract",
@@ -259,8 +285,15 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="opencv: one pair at a time per worker process; torch: TV-L1 in "
                         "PyTorch, pairs of several videos batched on --device")
     p.add_argument("--device", default="cpu", help="torch backend: cpu, cuda or cuda:N")
-    p.add_argument("--batch-pairs", type=int, default=16,
-                   help="torch backend: frame pairs per batch on the device")
+    p.add_argument("--batch-pairs", type=_batch_pairs, default=16,
+                   help="torch backend: frame pairs per batch on the device, or auto: as many "
+                        "as fit in free device memory (CUDA), or in --memory-budget-gb (CPU); "
+                        "out of memory halves the batch and retries")
+    p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB,
+                   help="torch backend on a CPU: memory --batch-pairs auto may fill")
+    p.add_argument("--flow-compile", choices=FLOW_COMPILE_MODES, default="auto",
+                   help="torch backend: compile the TV-L1 iterations (auto: yes, on any "
+                        "device; falls back to eager with one line when no compiler works)")
     p.add_argument("--dis-preset", choices=sorted(DIS_PRESETS), default="medium")
     p.add_argument("--tvl1-nscales", type=int, default=t.nscales)
     p.add_argument("--tvl1-warps", type=int, default=t.warps)
@@ -308,11 +341,11 @@ def main(argv: list[str] | None = None) -> int:
                      args.shard)
         if args.backend == "torch":
             resolve_device(args.device)  # a clear error before any work
-            if args.batch_pairs < 1:
-                raise UserError(f"--batch-pairs must be >= 1, got {args.batch_pairs}")
         summary = extract_all(args.videos, args.out, cfg, rels, workers=args.workers,
                               overwrite=args.overwrite, quiet=args.quiet, shard_spec=args.shard,
-                              device=args.device, batch_pairs=args.batch_pairs)
+                              device=args.device, batch_pairs=args.batch_pairs,
+                              memory_budget_gb=args.memory_budget_gb,
+                              flow_compile=args.flow_compile)
         print(summary.line())
         if summary.failed:
             print(f"failures listed in {failures_path(Path(args.out), args.shard)}",
