@@ -42,11 +42,11 @@ from torch.utils.data import DataLoader
 
 from benchmarks.speed.common import ucf_rawframes
 from benchmarks.speed.loader_speed import decode_rate
-from benchmarks.speed.peer_env import DEFAULT_VENV, ensure_peer_env
+from benchmarks.speed.peer_env import DEFAULT_VENV, MARKER, ensure_peer_env
 from benchmarks.speed.peer_flip import FLIP_CLAIMS, flip_table
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.data.splits import VideoRecord
-from two_stream.errors import EXIT_CODES_HELP, run_cli
+from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.report import note_start, write_run_json, write_table
 
 WORKER = Path(__file__).with_name("peer_worker.py")
@@ -119,6 +119,10 @@ def compare_loaders(worker: PeerWorker, src, records: list[VideoRecord], work: P
     Every pass measures, for each modality, both bounds and both loaders, the order of the
     two sides swapped every pass."""
     root = Path(src.root).resolve()  # the worker runs elsewhere
+    short = [r.video_id for r in records if r.num_flows < 3 * LENGTH["flow"]]
+    if short:  # a clip would repeat frames, which RawFrameDecode decodes once: flattering
+        raise UserError(f"{root}: {len(short)} videos have fewer than {3 * LENGTH['flow']} "
+                        f"flow fields (e.g. {short[0]}): too short for a fair comparison")
     ann = {}
     for m in LENGTH:
         ann[m] = str(work / f"ann_{m}.txt")
@@ -215,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         python = ensure_peer_env(args.peer_venv)
+        extra: dict = {"peer_env": json.loads((Path(args.peer_venv).expanduser()
+                                               / MARKER).read_text())}
         failed = 0
-        extra: dict = {}
         with tempfile.TemporaryDirectory(prefix="peers_") as tmp, \
                 PeerWorker(python, Path(tmp) / "worker.log") as worker:
             extra["mmaction2_side"] = worker.call("versions")
