@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import synthetic_rawframes
 
 from benchmarks import fuse, suite
 from flow_tools import extract
 from two_stream import cli, predict, scores
 from two_stream.data import synthetic
-from two_stream.data.synthetic import SyntheticConfig
 from two_stream.scores import ScoreFile, save_scores
 
 
@@ -25,11 +23,12 @@ class Evil:  # a pickle that would run code on load
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, tiny):
+    """A folder for the bad files, with the shared tiny set linked in as syn/ and frames/
+    (the tests check that nothing in frames/ changes)."""
     root = tmp_path_factory.mktemp("bad")
-    synthetic_rawframes(root / "syn", root / "frames",
-                        SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1,
-                                        num_frames=8, width=48, height=32))
+    (root / "syn").symlink_to(tiny.root, target_is_directory=True)
+    (root / "frames").symlink_to(tiny.frames, target_is_directory=True)
     classes = [f"C{i}" for i in range(3)]
     (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     ids = [f"C{i % 3}/v_C{i % 3}_g0{i}_c01" for i in range(6)]

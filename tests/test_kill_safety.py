@@ -1,12 +1,14 @@
-"""kill -9 during benchmarks/fuse.py: every visible output is whole, a rerun gives the same
-tables."""
+"""kill -9 during benchmarks/fuse.py, at chosen points (right before each output is renamed
+into place, through the two_stream.atomic hook): the killed file never appears, every visible
+output is whole, a rerun gives the same tables."""
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from kill import run_and_kill, timed
+from helpers.kill import run_killed_at
 
 from two_stream.scores import ScoreFile, save_scores
 
@@ -31,18 +33,23 @@ def _score_files(tmp_path: Path) -> list[str]:
 def test_kill_during_fuse_then_rerun_gives_the_same_table(tmp_path):
     streams = _score_files(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("TWO_STREAM_KILL_AT", None)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "fuse.py"), *streams, "--weights", "1",
            "1.5", "--resamples", "200"]
-    took = timed([*cmd, "--out", str(tmp_path / "ref")], env)
+    ref = tmp_path / "ref"
+    subprocess.run([*cmd, "--out", str(ref)], check=True, env=env, capture_output=True)
     out = tmp_path / "out"
-    for fraction in (0.6, 0.8, 0.9, 0.97):
-        run_and_kill([*cmd, "--out", str(out)], took * fraction, env)
-        for p in out.glob("*.csv") if out.exists() else []:
-            pd.read_csv(p)  # whole, or it would not parse to the reference's shape
-            assert len(pd.read_csv(p)) == len(pd.read_csv(tmp_path / "ref" / p.name))
-        for p in out.glob("*.md") if out.exists() else []:
-            assert p.read_text() == (tmp_path / "ref" / p.name).read_text()
-    timed([*cmd, "--out", str(out)], env)
+    # in the order fuse writes them: each kill lands before a file the previous ones never
+    # reached, so the target cannot exist yet
+    for target in ("table.csv", "table.md", "run.json"):
+        run_killed_at([*cmd, "--out", str(out)], target, env)
+        assert not (out / target).exists(), f"{target} was renamed into place before the kill"
+        assert list(out.glob(f".{target}.tmp-*")), "the kill landed before the temporary file"
+        for name in ("table.csv", "table.md"):
+            if (out / name).exists():  # written before the kill: whole, and the reference's
+                assert (out / name).read_text() == (ref / name).read_text()
+    subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
     for name in ("table.csv", "table.md"):
-        assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
-    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+        assert (out / name).read_text() == (ref / name).read_text()
+    json.loads((out / "run.json").read_text())
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]  # the killed runs' leftovers
