@@ -1,10 +1,11 @@
 """`benchmarks/fuse.py` beside MMAction2's own `report_accuracy.py` on the same real scores.
 
-The fixture's ResNet-18 two-stream scores (15 UCF101 classes, 550 test videos; see
-../shared/fixtures/scores/README) are converted to our `.npz` (`python -m two_stream.scores
-convert`), then by the peer worker to MMAction2 1.x's test-dump format (what `tools/test.py
---dump` writes: a list of `ActionDataSample.to_dict()`), and MMAction2's
-`mmaction/.mim/tools/analysis_tools/report_accuracy.py` runs on those dumps as shipped.
+Two real pairs of score files (`SETS`: a ResNet-18 two-stream model's logits on 15 UCF101
+classes, and MMAction2's own Kinetics-400 fusion demo) are converted to our `.npz`
+(`python -m two_stream.scores convert`), then by the peer worker to MMAction2 1.x's
+test-dump format (what `tools/test.py --dump` writes: a list of `ActionDataSample.to_dict()`),
+and MMAction2's `mmaction/.mim/tools/analysis_tools/report_accuracy.py` runs on those dumps as
+shipped.
 
 The two must agree on top-1 and top-5 wherever the answer does not depend on how a tie is
 broken: MMAction2 ranks with argsort (a tie goes to whichever class argsort puts last), we
@@ -22,6 +23,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +33,42 @@ from two_stream.errors import UserError
 from two_stream.report import sha256, write_table
 from two_stream.scores import load_scores, save_scores
 
-# (row, streams, MMAction2 coefficients, --apply-softmax, our fuse.py method, norm)
-ROWS = (("spatial", ("spatial",), (1.0,), False, "spatial", "-"),
-        ("motion", ("motion",), (1.0,), False, "motion", "-"),
-        ("average", ("spatial", "motion"), (1.0, 1.0), False, "average", "none"),
-        ("weighted 1:1.5", ("spatial", "motion"), (1.0, 1.5), False, "weighted", "none"),
-        ("average, softmax", ("spatial", "motion"), (1.0, 1.0), True, "average", "softmax"),
-        ("weighted 1:1.5, softmax", ("spatial", "motion"), (1.0, 1.5), True, "weighted",
-         "softmax"))
-PICKLES = {"spatial": "spatial_video_preds.pickle", "motion": "motion_video_preds.pickle"}
+
+@dataclass(frozen=True)
+class ScoreSet:
+    """A pair of real score files under ../shared/fixtures/scores/<name>/."""
+
+    name: str
+    pickles: dict[str, str]  # stream -> file, in fusion order
+    class_index: str
+    ann_file: str | None  # for MMAction2's own result lists (joined by position)
+    softmax_rows: bool  # raw logits: also the --apply-softmax rows
+    what: str
+
+
+SETS = (
+    ScoreSet("ucf15_resnet18", {"spatial": "spatial_video_preds.pickle",
+                                "motion": "motion_video_preds.pickle"}, "classInd15.txt",
+             None, True, "ResNet-18 two-stream logits, 15 UCF101 classes"),
+    ScoreSet("mmaction2_k400_demo", {"rgb": "rgb.pkl", "flow": "flow.pkl"},
+             "label_map_k400.txt", "data_list.txt", False,
+             "MMAction2's own fusion demo: Kinetics-400 probabilities, 100 videos (most of "
+             "the 400 classes have no video, so the mean-class definitions differ)"),
+)
+
+
+def rows_for(ss: ScoreSet) -> list[tuple]:
+    """(row, streams, MMAction2 coefficients, --apply-softmax, our method, our norm)."""
+    a, b = ss.pickles
+    rows = [(a, (a,), (1.0,), False, a, "-"), (b, (b,), (1.0,), False, b, "-"),
+            ("average", (a, b), (1.0, 1.0), False, "average", "none"),
+            ("weighted 1:1.5", (a, b), (1.0, 1.5), False, "weighted", "none")]
+    if ss.softmax_rows:
+        rows += [("average, softmax", (a, b), (1.0, 1.0), True, "average", "softmax"),
+                 ("weighted 1:1.5, softmax", (a, b), (1.0, 1.5), True, "weighted", "softmax")]
+    return rows
+
+
 _REPORT = re.compile(r"^(Mean Class Accuracy|Top 1 Accuracy|Top 5 Accuracy): ([0-9.]+)$", re.M)
 MMACTION_FLAG = "--mmaction-mean-class"
 
@@ -110,19 +139,19 @@ def mmaction_mean_class_column(df: pd.DataFrame) -> str | None:
     return cols[0] if cols else None
 
 
-def fusion_comparison(worker, python: Path, fixtures: Path, tmp: Path, out: Path
-                      ) -> tuple[pd.DataFrame, bool, dict]:
-    """fusion.md / fusion.csv; (table, every tie-free row equal, run.json facts)."""
-    src = fixtures / "scores" / "ucf15_resnet18"
-    full = {}
-    for name, pickle in PICKLES.items():
-        full[name] = tmp / f"{name}.npz"
-        subprocess.run([sys.executable, "-m", "two_stream.scores", "convert",
-                        str(src / pickle), "--class-index", str(src / "classInd15.txt"),
-                        str(full[name])], check=True, capture_output=True, text=True)
-    scores = {n: load_scores(p) for n, p in full.items()}
-    n_videos = len(next(iter(scores.values())))
-    flag = fuse_has_mmaction_flag()
+def compare_set(worker, python: Path, ss: ScoreSet, src: Path, tmp: Path, flag: bool
+                ) -> list[dict]:
+    """The rows of one score set: every fixed-weight row on all videos, and again on the
+    videos without ties when MMAction2's fused score has some."""
+    scores = {}
+    for name, pickle in ss.pickles.items():
+        npz = tmp / f"{ss.name}_{name}.npz"
+        cmd = [sys.executable, "-m", "two_stream.scores", "convert", str(src / pickle),
+               "--class-index", str(src / ss.class_index), str(npz)]
+        if ss.ann_file:
+            cmd[-1:-1] = ["--ann-file", str(src / ss.ann_file)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        scores[name] = load_scores(npz)
     fuse_cache: dict[str, pd.DataFrame] = {}
 
     def files_for(keep: np.ndarray) -> tuple[dict[str, Path], dict[str, Path], str]:
@@ -130,17 +159,17 @@ def fusion_comparison(worker, python: Path, fixtures: Path, tmp: Path, out: Path
         key = hashlib.sha1(keep.tobytes()).hexdigest()[:12]
         npz, dumps = {}, {}
         for n, sf in scores.items():
-            npz[n] = tmp / f"{n}_{key}.npz"
-            dumps[n] = tmp / f"{n}_{key}.pkl"
+            npz[n] = tmp / f"{ss.name}_{n}_{key}.npz"
+            dumps[n] = tmp / f"{ss.name}_{n}_{key}.pkl"
             if not dumps[n].exists():
                 save_scores(npz[n], sf.subset(keep))
                 worker.call("dump", npz=str(npz[n]), out=str(dumps[n]), batch=8)
         return npz, dumps, key
 
-    everything = np.arange(n_videos)
+    everything = np.arange(len(next(iter(scores.values()))))
     _, full_dumps, _ = files_for(everything)
-    rows, all_equal = [], True
-    for label, streams, coefs, softmax, method, norm in ROWS:
+    rows = []
+    for label, streams, coefs, softmax, method, norm in rows_for(ss):
         ties = worker.call("fused", dumps=[str(full_dumps[s]) for s in streams],
                            coefficients=list(coefs), softmax=softmax)
         tied = sorted(set(ties["tied_top1"]) | set(ties["tied_top5"]))
@@ -151,12 +180,11 @@ def fusion_comparison(worker, python: Path, fixtures: Path, tmp: Path, out: Path
             theirs, shown = run_report(python, [dumps[s] for s in streams], coefs, softmax,
                                        shown_names=[f"{s}.pkl" for s in streams])
             if key not in fuse_cache:
-                fuse_cache[key] = run_fuse(npz, tmp / f"fuse_{key}", flag)
+                fuse_cache[key] = run_fuse(npz, tmp / f"fuse_{ss.name}_{key}", flag)
             table = fuse_cache[key]
             ours = table[(table["method"] == method) & (table["norm"] == norm)].iloc[0]
             mm_col = mmaction_mean_class_column(table)
-            ours_mc = float(ours[mm_col]) if mm_col else float(ours["mean_class_acc"])
-            row = {"row": label, "videos": subset, "n": len(keep),
+            row = {"scores": ss.name, "row": label, "videos": subset, "n": len(keep),
                    "mmaction2 ties top-1 / top-5": (f"{len(ties['tied_top1'])} / "
                                                     f"{len(ties['tied_top5'])}"
                                                     if subset == "all" else "0 / 0"),
@@ -166,39 +194,58 @@ def fusion_comparison(worker, python: Path, fixtures: Path, tmp: Path, out: Path
                    "top-5 mmaction2": round(100 * theirs["top5"], 2),
                    "top-5 ours": float(ours["top5"]),
                    "mean class mmaction2": round(100 * theirs["mean_class_acc"], 2),
-                   "mean class ours": ours_mc,
-                   "ours column": mm_col or "mean_class_acc"}
-            equal = (agree(theirs["top1"], row["top-1 ours"])
-                     and agree(theirs["top5"], row["top-5 ours"])
-                     and agree(theirs["mean_class_acc"], ours_mc))
-            row["equal"] = equal
+                   "mean class ours (TSN)": float(ours["mean_class_acc"]),
+                   "mean class ours (--mmaction-mean-class)": (float(ours[mm_col]) if mm_col
+                                                               else float("nan"))}
+            mean_class = row["mean class ours (--mmaction-mean-class)"] if mm_col else \
+                row["mean class ours (TSN)"]
+            row["top-1/5 equal"] = (agree(theirs["top1"], row["top-1 ours"])
+                                    and agree(theirs["top5"], row["top-5 ours"]))
+            # against our TSN column only as a fact: the definitions differ by design
+            row["mean class equal"] = agree(theirs["mean_class_acc"], mean_class)
+            row["compared"] = subset == "no ties" or not tied
             row["mmaction2 command"] = shown
-            if subset == "no ties" or not tied:
-                all_equal &= equal
             rows.append(row)
+    return rows
+
+
+def fusion_comparison(worker, python: Path, fixtures: Path, tmp: Path, out: Path
+                      ) -> tuple[pd.DataFrame, bool, dict]:
+    """fusion.md / fusion.csv; (table, every tie-free row equal, run.json facts)."""
+    flag = fuse_has_mmaction_flag()
+    rows = []
+    for ss in SETS:
+        rows += compare_set(worker, python, ss, fixtures / "scores" / ss.name, tmp, flag)
     df = pd.DataFrame(rows)
-    note = (f"Real scores: ResNet-18 spatial and motion streams on 15 UCF101 classes, "
-            f"{n_videos} test videos (../shared/fixtures/scores/ucf15_resnet18, converted with "
-            "`python -m two_stream.scores convert`), written as MMAction2 1.x test dumps "
-            "(`ActionDataSample.to_dict()` lists, `mmengine.dump`) by the peer worker. "
-            "mmaction2: its own tools/analysis_tools/report_accuracy.py from the 1.2.0 wheel "
-            "(command in the last column; the dumps hold our raw logits, so `--apply-softmax` "
-            "matches our `softmax` norm). ours: benchmarks/fuse.py on the same videos "
-            "(--methods average weighted --norm none softmax --weights 1 1.5"
-            + (f" {MMACTION_FLAG}" if flag else "") + "). `no ties`: the videos where "
-            "MMAction2's own fused score has no tie at the top or across the top-5 cut (there "
-            "its argsort, not the scores, decides); `all`: every video, where a tie counts as "
-            "argsort leaves it for MMAction2 and as a random tie-break's expected accuracy for "
-            "us. `equal`: all three numbers agree to 0.01 %. mean class ours: "
-            + (f"fuse.py's `{mm_col}` column (MMAction2's definition: the mean over every "
-               "class that is a label or a prediction)." if flag and mm_col else
-               "fuse.py has no --mmaction-mean-class flag yet: its standard `mean_class_acc` "
-               "(mean recall over the classes that have videos), which equals MMAction2's "
-               "whenever no class without videos is predicted."))
+    checked = df[df["compared"]]
+    all_equal = bool(checked["top-1/5 equal"].all()
+                     and (not flag or checked["mean class equal"].all()))
+    note = ("Real scores from ../shared/fixtures/scores/ (see its README): "
+            + "; ".join(f"`{ss.name}`: {ss.what}" for ss in SETS)
+            + ". Each converted with `python -m two_stream.scores convert`, then written as "
+            "MMAction2 1.x test dumps (`ActionDataSample.to_dict()` lists, `mmengine.dump`) by "
+            "the peer worker. mmaction2: its own tools/analysis_tools/report_accuracy.py from "
+            "the 1.2.0 wheel, as shipped (command in the last column; the dumps hold the "
+            "scores as they are, so `--apply-softmax` on logits matches our `softmax` norm). "
+            "ours: benchmarks/fuse.py on the same videos (--methods average weighted --norm "
+            "none softmax --weights 1 1.5" + (f" {MMACTION_FLAG}" if flag else "") + "). "
+            "`no ties`: the videos where MMAction2's own fused score has no tie at the top or "
+            "across the top-5 cut (there its argsort, not the scores, decides); `all`: every "
+            "video, a tie counting as argsort leaves it for MMAction2 and as a random "
+            "tie-break's expected accuracy for us. `top-1/5 equal`: both agree to 0.01 %; "
+            "`mean class equal`: MMAction2's mean class accuracy agrees to 0.01 % with "
+            + ("our `--mmaction-mean-class` column (MMAction2's definition: the mean recall "
+               "over every class that is a label or a prediction, a predicted class without "
+               "videos counting as 0)" if flag else
+               "our TSN column: fuse.py has no --mmaction-mean-class flag yet (ours averages "
+               "recall over the classes that have videos; the two agree only when no class "
+               "without videos is predicted)")
+            + "; `compared`: the row that must agree (the tie-free one).")
     print(write_table(df, out, "fusion", "Fusion: benchmarks/fuse.py vs MMAction2's "
                       "report_accuracy.py (same scores)", note))
-    info = {"inputs": {n: {"path": str(src / p), "sha256": sha256(src / p)}
-                       for n, p in PICKLES.items()},
+    info = {"inputs": {ss.name: {n: {"path": str(fixtures / "scores" / ss.name / p),
+                                     "sha256": sha256(fixtures / "scores" / ss.name / p)}
+                                 for n, p in ss.pickles.items()} for ss in SETS},
             "fuse_mmaction_mean_class_flag": flag, "all_tie_free_rows_equal": all_equal}
     return df, all_equal, info
 

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         write_run_json(out, options=vars(args), loadavg_before=load_before,
                        loadavg_after=os.getloadavg(), **extra)
         if failed:
-            print("some checks did not hold: see the tables' 'as claimed' / 'equal' columns",
+            print("some checks did not hold: see flip.md's 'as claimed' and fusion.md's 'equal' columns",
                   file=sys.stderr)
         return 1 if failed else 0
 
