@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         write_run_json(out, options=vars(args), loadavg_before=load_before,
                        loadavg_after=os.getloadavg(), **extra)
         if failed:
-            print("some checks did not hold: see flip.md's 'as claimed' and fusion.md's 'equal' columns",
-                  file=sys.stderr)
+            print("some checks did not hold: see flip.md's 'as claimed' and fusion.md's "
+                  "'equal' columns", file=sys.stderr)
         return 1 if failed else 0
 
     return run_cli(body)
