@@ -21,7 +21,7 @@ import argparse
 import sys
 
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
-from two_stream.fusion_choices import METHODS, NORMS
+from two_stream.fusion_choices import METHODS, NORMS, STACK_MODELS
 
 __all__ = ["get_args_parser", "main", "options_from_args", "run", "split_summary"]
 
@@ -67,6 +67,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", nargs="+", type=float,
                    help="weights for 'weighted', one per stream in --stream order "
                         "(e.g. 1 1.5, the TSN recipe)")
+    p.add_argument("--stack", default="structured", choices=STACK_MODELS,
+                   help="model of the `stack` rows: per-stream per-class weights and a class "
+                        "bias (S*C + C parameters, L2 chosen by inner group CV), or the full "
+                        "[S*C x C] logistic regression")
+    p.add_argument("--mmaction-mean-class", action="store_true",
+                   help="add a column with MMAction2's mean class accuracy (over classes "
+                        "predicted or true), to check a number against an MMAction2 log")
     p.add_argument("--topk", type=int, default=5, help="k of var_topk")
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold CV of learned methods")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the CI")
@@ -94,7 +101,8 @@ def options_from_args(args: argparse.Namespace):
                          weights=args.weights, topk=args.topk, folds=args.folds,
                          resamples=args.resamples, seed=args.seed,
                          allow_missing=args.allow_missing, grid=args.grid, title=args.title,
-                         class_index=args.class_index, ann_file=args.ann_file)
+                         class_index=args.class_index, ann_file=args.ann_file,
+                         stack=args.stack, mmaction_mean_class=args.mmaction_mean_class)
 
 
 def run(args: argparse.Namespace):

@@ -45,6 +45,8 @@ class FusionOptions:
     title: str = ""
     class_index: str | None = None  # for pickle inputs
     ann_file: str | None = None  # for MMAction2 result pickles
+    stack: str = "structured"  # the `stack` rows' model: structured (S*C + C) or full
+    mmaction_mean_class: bool = False  # add MMAction2's mean class accuracy beside ours
 
 
 @dataclass
@@ -99,33 +101,47 @@ def fused_table(files: dict[str, ScoreFile], opts: FusionOptions,
         val_aligned, _ = align(val, opts.allow_missing)
         if set(val_aligned) != set(aligned):
             raise ScoreFileError("--val needs one validation file for every --stream name")
-        val_arg = ({n: v.scores for n, v in val_aligned.items()},
-                   next(iter(val_aligned.values())).labels)
+        vfirst = next(iter(val_aligned.values()))
+        val_arg = ({n: v.scores for n, v in val_aligned.items()}, vfirst.labels,
+                   vfirst.video_ids)
     rows = fusion_rows({n: sf.scores for n, sf in aligned.items()}, first.labels,
                        first.video_ids, methods=tuple(opts.methods), norms=tuple(opts.norms),
                        weights=opts.weights, topk=opts.topk, num_folds=opts.folds,
-                       seed=opts.seed, resamples=opts.resamples, val=val_arg)
+                       seed=opts.seed, resamples=opts.resamples, val=val_arg,
+                       stack_model=opts.stack, mmaction_mean_class=opts.mmaction_mean_class)
     return rows, dropped, first.labels
 
 
 def rows_frame(rows: list[Row]) -> pd.DataFrame:
     """The numbers of table.csv: accuracies in % rounded to 0.01."""
     df = pd.DataFrame([r.as_dict() for r in rows])
-    for c in ("top1", "top1_ci_lo", "top1_ci_hi", "top5", "mean_class_acc"):
-        df[c] = (100 * df[c]).round(2)
+    for c in ("top1", "top1_ci_lo", "top1_ci_hi", "top5", "mean_class_acc",
+              "mean_class_acc_mmaction"):
+        if c in df:
+            df[c] = (100 * df[c]).round(2)
     return df
+
+
+def p_text(v: float | None) -> str:
+    """A p-value to 3 significant digits; below 1e-300 (where the binomial tail underflows
+    to 0) as `< 1e-300`, never as a p of exactly 0."""
+    if v is None or v != v:
+        return ""
+    return "< 1e-300" if v < 1e-300 else f"{v:.3g}"
 
 
 def markdown_frame(df: pd.DataFrame) -> pd.DataFrame:
     """table.md's columns: the CI beside top-1, p-values to 3 significant digits."""
     p = df["p_vs_best_single"]
+    mm = ({"mean class acc % (MMAction2)": df["mean_class_acc_mmaction"].map("{:.2f}".format)}
+          if "mean_class_acc_mmaction" in df else {})
     return pd.DataFrame({
         "method": df["method"], "norm": df["norm"],
         "top-1 % (95% CI)": [f"{t:.2f} ({lo:.2f}-{hi:.2f})" for t, lo, hi in
                              zip(df.top1, df.top1_ci_lo, df.top1_ci_hi)],
         "top-5 %": df["top5"].map("{:.2f}".format),
-        "mean class acc %": df["mean_class_acc"].map("{:.2f}".format),
-        "p vs best single": ["" if v is None or v != v else f"{v:.3g}" for v in p],
+        "mean class acc %": df["mean_class_acc"].map("{:.2f}".format), **mm,
+        "p vs best single": [p_text(v) for v in p],
         "tied": df["tied_videos"],
         "labels used": df["labels_used"], "detail": df["detail"]})
 
@@ -209,7 +225,29 @@ def table_note(opts: FusionOptions, n_videos: int, n_classes: int, dropped: int,
             "and as wrong in McNemar's test. `average`/`weighted`/`max` [softmax] compare "
             "log-probabilities, so saturated softmax (logits in the hundreds) creates no ties "
             "the log values can separate. `product` ranks like "
-            "`average [none]` by construction (log-softmax shifts each video by a constant).")
+            "`average [none]` by construction (log-softmax shifts each video by a constant)."
+            + _stack_note(opts) + _mmaction_note(opts))
+
+
+def _stack_note(opts: FusionOptions) -> str:
+    if "stack" not in opts.methods:
+        return ""
+    if opts.stack == "full":
+        return (" `stack`: the full model (--stack full), a multinomial logistic regression "
+                "on all S*C scores, [S*C x C] weights.")
+    return (" `stack`: per-stream weights, per-stream per-class weights and a class bias "
+            "(S*C + C parameters, the shape of late fusion), L2 strength by inner group CV on "
+            "the training videos (in detail); --stack full gives the [S*C x C] model.")
+
+
+def _mmaction_note(opts: FusionOptions) -> str:
+    if not opts.mmaction_mean_class:
+        return ""
+    return (" Mean class acc (MMAction2): its `mean_class_accuracy`, averaged over every class "
+            "that is predicted or true, so a predicted class without test videos adds a 0, and "
+            "a tie goes to the first class (argmax); ours averages recall over the true "
+            "classes only and scores ties as expected values, so the two differ when a row "
+            "predicts classes absent from the test videos or has ties.")
 
 
 def write_fusion_tables(streams: Mapping[StreamKey, StreamInput], opts: FusionOptions,

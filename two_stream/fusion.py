@@ -17,19 +17,20 @@ from scipy.special import log_softmax, logsumexp, softmax
 
 from .data.splits import group_of
 from .errors import UserError
-from .fusion_choices import FIXED_METHODS, LEARNED_METHODS, METHODS, NORMS
+from .fusion_choices import FIXED_METHODS, LEARNED_METHODS, METHODS, NORMS, STACK_MODELS
 from .metrics import (
     bootstrap_ci,
     class_mean,
     mcnemar_p,
+    mmaction_mean_class_accuracy,
     strict_correct,
     tied_top,
     topk_accuracy,
     topk_correct,
 )
 
-__all__ = ["FIXED_METHODS", "LEARNED_METHODS", "METHODS", "NORMS", "fuse_fixed", "fusion_rows",
-           "learn", "normalize"]
+__all__ = ["FIXED_METHODS", "LEARNED_METHODS", "METHODS", "NORMS", "STACK_MODELS", "fuse_fixed",
+           "fusion_rows", "learn", "normalize"]
 
 
 def normalize(scores: np.ndarray, norm: str) -> np.ndarray:
@@ -91,8 +92,11 @@ def weight_grid(num_streams: int, step: float | None = None) -> np.ndarray:
 def select_weights(stack: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The grid point with the best top-1 on (stack, labels); ties go to the most even
     weights (the smallest spread), then to grid order."""
-    fused = np.einsum("ws,snc->wnc", grid, stack)
-    acc = (fused.argmax(axis=2) == labels[None]).mean(axis=1)
+    # a few grid points at a time: all of them at once are [W, N, C], 21 copies of the scores
+    step = max(1, int(2e7 // max(1, stack[0].size)))
+    acc = np.concatenate([
+        (np.einsum("ws,snc->wnc", grid[i: i + step], stack).argmax(axis=2) == labels[None]
+         ).mean(axis=1) for i in range(0, len(grid), step)])
     best = np.flatnonzero(acc == acc.max())
     return grid[best[np.argmin(grid[best].std(axis=1))]]
 
@@ -172,16 +176,34 @@ class Learned:
     scores: np.ndarray  # [N, C]
     labels_used: str
     weights: list[list[float]] = field(default_factory=list)  # per fold (search)
+    detail: str = ""
 
 
-def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str],
+def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str], *,
           num_folds: int = 5, seed: int = 0, val_stack: np.ndarray | None = None,
-          val_labels: np.ndarray | None = None) -> Learned:
+          val_labels: np.ndarray | None = None, val_groups: list[str] | None = None,
+          stack_model: str = "structured") -> Learned:
     """Fit `search` or `stack` on validation scores when given, else out-of-fold by k-fold CV.
 
     In the CV case the scores of the videos in fold f come from a rule fitted on the labels of
-    the other folds only; folds hold whole groups (`group_folds`).
+    the other folds only; folds hold whole groups (`group_folds`). `stack_model`: the
+    structured model of `two_stream.stacking` (L2 by inner group CV; `val_groups` are the
+    validation videos' groups for it, each video its own group when not given) or `full`,
+    the [S*C x C] logistic regression.
     """
+    if stack_model not in STACK_MODELS:
+        raise UserError(f"unknown stacking model {stack_model!r}; choose from {STACK_MODELS}")
+    if method == "stack" and stack_model == "structured":
+        from . import stacking
+        if val_stack is not None:
+            vg = val_groups if val_groups is not None else [str(i) for i in range(len(val_labels))]
+            res = stacking.stack_on_validation(stack, val_stack, val_labels, vg, seed=seed)
+            return Learned(res.scores, "validation score file", [],
+                           res.detail("on the validation videos"))
+        res = stacking.stack_out_of_fold(stack, labels, groups,
+                                         group_folds(labels, groups, num_folds, seed), seed=seed)
+        return Learned(res.scores, f"{num_folds}-fold group CV on these videos (out-of-fold)",
+                       [], res.detail("on each fold's training videos"))
     num_classes = stack.shape[2]
     grid = weight_grid(stack.shape[0]) if method == "search" else None
     warm: list[np.ndarray] = []  # the previous fold's parameters
@@ -255,19 +277,24 @@ class Row:
     pred: np.ndarray
     detail: str = ""
     tied: int = 0  # videos whose top score is shared by several classes
+    mmaction_mean_class: float | None = None  # with --mmaction-mean-class
 
     def as_dict(self) -> dict:
+        extra = ({} if self.mmaction_mean_class is None
+                 else {"mean_class_acc_mmaction": self.mmaction_mean_class})
         return {"method": self.method, "norm": self.norm, "top1": self.top1,
                 "top1_ci_lo": self.top1_lo, "top1_ci_hi": self.top1_hi, "top5": self.top5,
-                "mean_class_acc": self.mean_class_acc, "p_vs_best_single": self.p_vs_best,
+                "mean_class_acc": self.mean_class_acc, **extra, "p_vs_best_single": self.p_vs_best,
                 "labels_used": self.labels_used, "tied_videos": self.tied,
                 "detail": self.detail}
 
 
 def score_row(method: str, norm: str, scores: np.ndarray, labels: np.ndarray,
-              labels_used: str, resamples: int = 1000, seed: int = 0, detail: str = "") -> Row:
+              labels_used: str, resamples: int = 1000, seed: int = 0, detail: str = "", *,
+              mmaction: bool = False) -> Row:
     """Top-1 (with its bootstrap CI), top-5 and mean class accuracy; a video whose top scores
-    tie counts as the expected accuracy of a uniform random tie-break."""
+    tie counts as the expected accuracy of a uniform random tie-break. `mmaction`: also
+    MMAction2's mean class accuracy."""
     expected = topk_correct(scores, labels, 1)
     lo, hi = bootstrap_ci(expected, resamples, seed=seed)
     tied = int(tied_top(scores).sum())
@@ -277,7 +304,8 @@ def score_row(method: str, norm: str, scores: np.ndarray, labels: np.ndarray,
             "tie-break; wrong for McNemar)")
     return Row(method, norm, float(expected.mean()), lo, hi, topk_accuracy(scores, labels, 5),
                class_mean(expected, labels, scores.shape[1]), None, labels_used,
-               strict_correct(scores, labels), scores.argmax(axis=1), detail, tied)
+               strict_correct(scores, labels), scores.argmax(axis=1), detail, tied,
+               mmaction_mean_class_accuracy(scores, labels) if mmaction else None)
 
 
 def precise_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -310,13 +338,17 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                 methods: tuple[str, ...] = METHODS, norms: tuple[str, ...] = ("none",),
                 weights: list[float] | None = None, topk: int = 5, num_folds: int = 5,
                 seed: int = 0, resamples: int = 1000,
-                val: tuple[dict[str, np.ndarray], np.ndarray] | None = None) -> list[Row]:
+                val: tuple | None = None, stack_model: str = "structured",
+                mmaction_mean_class: bool = False) -> list[Row]:
     """One row per single stream, then one per (method, norm); each fused row carries the
     exact McNemar p-value against the best single stream. `video_ids` give the groups of the
-    cross-validation folds."""
+    cross-validation folds. `val`: (scores per stream, labels[, video ids]) of validation
+    videos the learned rows fit on. `mmaction_mean_class`: also MMAction2's mean class
+    accuracy (`mmaction_mean_class_accuracy`)."""
     groups = [group_of(v) for v in video_ids]
     names = list(streams)
-    rows = [score_row(n, "-", streams[n], labels, "none", resamples, seed) for n in names]
+    rows = [score_row(n, "-", streams[n], labels, "none", resamples, seed,
+                      mmaction=mmaction_mean_class) for n in names]
     best = max(rows, key=lambda r: r.top1)
     raw = np.stack([np.asarray(streams[n], np.float64) for n in names])
     for method in methods:
@@ -340,13 +372,16 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                 v = None
                 if val is not None:
                     v = np.stack([normalize(val[0][n], norm) for n in names])
-                learned = learn(method, stack, labels, groups, num_folds, seed, v,
-                                None if val is None else val[1])
-                fused, used = learned.scores, learned.labels_used
+                vg = [group_of(x) for x in val[2]] if val is not None and len(val) > 2 else None
+                learned = learn(method, stack, labels, groups, num_folds=num_folds, seed=seed,
+                                val_stack=v, val_labels=None if val is None else val[1],
+                                val_groups=vg, stack_model=stack_model)
+                fused, used, detail = learned.scores, learned.labels_used, learned.detail
                 if learned.weights:
                     detail = ("weights " if val is not None else "weights per fold ") + "; ".join(
                         ":".join(f"{x:.2f}" for x in w) for w in learned.weights)
-            row = score_row(method, norm, fused, labels, used, resamples, seed, detail)
+            row = score_row(method, norm, fused, labels, used, resamples, seed, detail,
+                            mmaction=mmaction_mean_class)
             row.p_vs_best = mcnemar_p(row.correct, best.correct)
             rows.append(row)
     return rows

@@ -50,6 +50,19 @@ def class_mean(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> flo
     return float((hit[present] / total[present]).mean())
 
 
+def mmaction_mean_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """MMAction2's `mean_class_accuracy`, for checking a number against its logs: the
+    prediction is `argmax` (a tie goes to the first class), and the mean of per-class recall
+    runs over every class that is predicted *or* true, so a predicted class with no test video
+    adds a 0. `class_mean` averages over the true classes only and scores ties as the
+    expected accuracy of a random tie-break."""
+    pred = np.asarray(scores).argmax(axis=1)
+    present = np.union1d(pred, labels)
+    hit = np.bincount(labels[pred == labels], minlength=present.max() + 1)[present]
+    total = np.bincount(labels, minlength=present.max() + 1)[present]
+    return float(np.mean(np.where(total > 0, hit / np.maximum(total, 1), 0.0)))
+
+
 def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [C, C]: rows true class, columns predicted class."""
     return np.bincount(labels * num_classes + pred,

@@ -1,0 +1,113 @@
+"""The default `stack` model (per-stream per-class weights + class bias, L2 by inner group CV)
+learns at the shape of a large problem, stays out-of-fold, and `--stack full` is today's
+[S*C x C] model."""
+import numpy as np
+import pytest
+
+from two_stream import fusion, stacking
+from two_stream.data.splits import group_of
+from two_stream.fusion import fusion_rows, group_folds, learn, normalize
+from two_stream.scores import align, load_any
+from two_stream.synthetic_scores import kinetics_like
+
+FIXED = ("average", "max", "var", "var_topk")
+
+
+@pytest.fixture(scope="module")
+def kinetics_2000():
+    return kinetics_like(2000, 200, seed=1)
+
+
+def test_default_stack_is_within_a_point_of_the_best_fixed_rule(kinetics_2000):
+    """Kinetics-shaped (N(0, 1.5) logits, label +3 +- 1.5, groups of 4), 2,000 x 200: the full
+    model overfits this far below the streams it combines; the structured one may not."""
+    labels, ids, streams = kinetics_2000
+    rows = fusion_rows(streams, labels, ids, methods=(*FIXED, "stack"),
+                       norms=("none", "softmax"), resamples=10)
+    for norm in ("none", "softmax"):
+        best_fixed = max(r.top1 for r in rows if r.method in FIXED and r.norm == norm)
+        stack = next(r for r in rows if r.method == "stack" and r.norm == norm)
+        assert stack.top1 >= best_fixed - 0.01, (norm, stack.top1, best_fixed)
+        assert "structured model" in stack.detail and "NOT CONVERGE" not in stack.detail
+    singles = [r.top1 for r in rows[:2]]
+    assert all(r.top1 > max(singles) for r in rows if r.method == "stack")
+
+
+def test_full_model_is_still_there_and_is_the_old_one():
+    labels, ids, streams = kinetics_like(400, 20, seed=2)  # the old model is slow: small
+    sub = np.arange(400)
+    stack = np.stack([streams[k].astype(np.float64) for k in streams])
+    groups = [group_of(ids[i]) for i in sub]
+    full = learn("stack", stack, labels[sub], groups, stack_model="full")
+    # today's code path: fit_logistic on the [N, S*C] features, fold after fold, warm-started
+    folds = group_folds(labels[sub], groups, 5, 0)
+    out, warm = np.zeros(stack.shape[1:]), None
+    for f in range(5):
+        tr, te = folds != f, folds == f
+        model, warm = fusion.fit_logistic(fusion._features(stack[:, tr]), labels[sub][tr],
+                                          stack.shape[2], theta0=warm)
+        out[te] = model(fusion._features(stack[:, te]))
+    assert np.array_equal(full.scores, out) and full.detail == ""
+    with pytest.raises(fusion.UserError, match="unknown stacking model"):
+        learn("stack", stack, labels[sub], groups, stack_model="huge")
+
+
+def test_structured_stack_never_reads_the_labels_of_the_fold_it_scores(kinetics_2000):
+    labels, ids, streams = kinetics_2000
+    sub = np.arange(800)
+    stack = np.stack([normalize(streams[k][sub], "none") for k in streams])
+    groups = [group_of(ids[i]) for i in sub]
+    folds = group_folds(labels[sub], groups, 5, 0)
+    base = stacking.stack_out_of_fold(stack, labels[sub], groups, folds)
+    flipped = labels[sub].copy()
+    f0 = folds == 0
+    flipped[f0] = stack[1, f0].argmin(1)  # labels no rule could learn from
+    leaked = stacking.stack_out_of_fold(stack, flipped, groups, folds)
+    assert np.array_equal(leaked.scores[f0], base.scores[f0])
+    assert leaked.l2[0] == base.l2[0]
+    assert not np.array_equal(leaked.scores[~f0], base.scores[~f0])  # the labels do matter
+
+
+def test_a_fit_that_does_not_converge_says_so(kinetics_2000, monkeypatch):
+    labels, ids, streams = kinetics_2000
+    stack = np.stack([streams[k][:400].astype(np.float64) for k in streams])
+    real_fit = stacking.fit
+    monkeypatch.setattr(stacking, "fit", lambda *a, **k: real_fit(*a, **{**k, "maxiter": 2}))
+    res = learn("stack", stack, labels[:400], [group_of(v) for v in ids[:400]])
+    assert "DID NOT CONVERGE: fold 1: max |gradient|" in res.detail
+
+
+def test_converged_fit_has_a_small_gradient(kinetics_2000):
+    labels, _, streams = kinetics_2000
+    x, scale = stacking._features(np.stack([streams[k].astype(np.float64) for k in streams]))
+    f = stacking.fit(x, labels, 1e-2, scale)
+    assert f.converged and f.grad_max < 1e-4
+    # the stream weights are learned (the first stream carries more signal)
+    assert f.theta[0] > f.theta[1] > 0
+
+
+def test_validation_mode_fits_on_the_validation_videos(kinetics_2000):
+    labels, ids, streams = kinetics_2000
+    stack = np.stack([streams[k].astype(np.float64) for k in streams])
+    groups = [group_of(v) for v in ids]
+    res = learn("stack", stack[:, 1000:], labels[1000:], groups[1000:], val_stack=stack[:, :1000],
+                val_labels=labels[:1000], val_groups=groups[:1000])
+    assert res.labels_used == "validation score file" and "validation videos" in res.detail
+    avg = (stack[:, 1000:].mean(0).argmax(1) == labels[1000:]).mean()
+    assert (res.scores.argmax(1) == labels[1000:]).mean() >= avg - 0.02
+
+
+# top-1 of the learned rows on the UCF101-15 fixture scores at cba3cc9 (the old full model)
+UCF15_BEFORE = {("stack", "none"): 77.27, ("stack", "softmax"): 72.91}
+
+
+def test_ucf15_learned_rows_no_worse_than_before(fixtures):
+    d = fixtures / "scores" / "ucf15_resnet18"
+    files = {n: load_any(d / f"{f}_video_preds.pickle", d / "classInd15.txt")
+             for n, f in (("spatial", "spatial"), ("motion", "motion"))}
+    aligned, _ = align(files)
+    sp = aligned["spatial"]
+    rows = fusion_rows({n: aligned[n].scores for n in aligned}, sp.labels, sp.video_ids,
+                       methods=("stack",), norms=("none", "softmax"), resamples=10)
+    for r in rows[2:]:
+        assert round(100 * r.top1, 2) >= UCF15_BEFORE[(r.method, r.norm)], r
