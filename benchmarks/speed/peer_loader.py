@@ -44,6 +44,7 @@ from benchmarks.speed.common import ucf_rawframes
 from benchmarks.speed.loader_speed import decode_rate
 from benchmarks.speed.peer_env import DEFAULT_VENV, MARKER, ensure_peer_env
 from benchmarks.speed.peer_flip import FLIP_CLAIMS, flip_table
+from benchmarks.speed.peer_fusion import SETS, fusion_comparison, write_fixture
 from two_stream.data.datasets import ClipConfig, VideoDataset, collate_samples
 from two_stream.data.splits import VideoRecord
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
@@ -218,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         cv2.setNumThreads(1)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        fixtures = Path(args.fixtures)
+        need = ([] if args.skip_loader else [fixtures / "videos" / "ucf101"]) + (
+            [] if args.skip_fusion else [fixtures / "scores" / ss.name for ss in SETS])
+        missing = [str(d) for d in need if not d.is_dir()]
+        if missing and not args.write_fixture:
+            raise UserError(f"{missing[0]}: fixture folder not found (the real clips and score "
+                            "files this comparison runs on; --fixtures names their root)")
         python = ensure_peer_env(args.peer_venv)
         extra: dict = {"peer_env": json.loads((Path(args.peer_venv).expanduser()
                                                / MARKER).read_text())}
@@ -226,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
                 PeerWorker(python, Path(tmp) / "worker.log") as worker:
             extra["mmaction2_side"] = worker.call("versions")
             if args.write_fixture:
-                from benchmarks.speed.peer_fusion import write_fixture
                 print(json.dumps(write_fixture(worker, Path(args.write_fixture)), indent=2))
                 return 0
             if not args.skip_loader:
@@ -240,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(write_table(flips, out, "flip", "Horizontal flip, plane by plane",
                                   FLIP_CLAIMS))
             if not args.skip_fusion:
-                from benchmarks.speed.peer_fusion import fusion_comparison
                 fusion, ok, info = fusion_comparison(worker, python, Path(args.fixtures),
                                                      Path(tmp), out)
                 failed += not ok
