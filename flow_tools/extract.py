@@ -1,9 +1,12 @@
 """Extract RGB frames and quantised optical flow from videos into the rawframe layout.
 
     python -m flow_tools.extract VIDEOS OUT [--list split.txt] [--algorithm tvl1|dis|farneback]
-        [--backend opencv|torch --device cpu|cuda[:N] --batch-pairs N]
+        [--backend opencv|torch --device cpu|cuda[:N] --batch-pairs N|auto
+         --memory-budget-gb 4 --flow-compile auto|on|off]
         [--bound 20] [--new-short 256 | --new-size 340 256] [--step 1] [--workers N]
-        [--shard I/N] [--rgb-only | --flow-only] [--jpeg-quality 95] [--overwrite]
+        [--shard I/N | --array N --executor inprocess|local|slurm [--partition P
+         --gpus-per-job G --time MIN --mem GB --account A --slurm-extra OPT --no-wait
+         --dry-run]] [--rgb-only | --flow-only] [--jpeg-quality 95] [--overwrite]
 
 Output per video (`video_id` = path under VIDEOS without extension, class folder kept):
 `OUT/<video_id>/img_%05d.jpg`, `flow_x_%05d.jpg`, `flow_y_%05d.jpg` (the denseflow / MMAction2
@@ -14,29 +17,31 @@ videos whose parameters match and finishes the rest. Videos that cannot be read 
 code is 1 when any failed. Shards of one list may run at the same time into one folder: a run
 only removes temporary folders whose owner process is gone, and each shard keeps its own
 failures file. `--backend torch` computes TV-L1 in batches of frame pairs from several videos
-on `--device` (flow_tools.batched).
+on `--device` (flow_tools.batched). `--array N --executor local|slurm` runs the N shards as
+one job array through submitit (flow_tools.shards), its logs under `OUT/.submitit/`; rerun the
+same command to submit only the shards with videos left.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
-import multiprocessing as mp
-import os
-import shutil
 import sys
-import time
-from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-
-import cv2
-import numpy as np
-from tqdm import tqdm
 
 from .device import resolve_device
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
-from .flow import DIS_PRESETS, make_flow_fn
+from .executors import add_executor_args, options_from_args
+from .extraction import (
+    Summary,
+    extract_all,
+    extract_video,
+    failures_path,
+    pending,
+    run_job,
+    write_failures,
+)
+from .flow import DIS_PRESETS
 from .params import (
     ALGORITHMS,
     BACKENDS,
@@ -46,216 +51,14 @@ from .params import (
     FlowParams,
     TVL1Params,
 )
-from .quantize import quantize
-from .rawframes import (
-    VIDEO_EXTENSIONS,
-    VideoError,
-    clean_stale_tmp,
-    finish_video,
-    frame_name,
-    invalidate_frame_index,
-    new_tmp_dir,
-    read_done,
-    video_id,
-    video_meta,
-    write_jpeg,
-)
-from .tmpfiles import tmp_name
-from .videos import (
-    Job,
-    VideoResult,
-    check_frame_count,
-    iter_frames,
-    list_videos,
-    parse_shard,
-    shard,
-    target_size,
-)
+from .rawframes import VIDEO_EXTENSIONS, VideoError, clean_stale_tmp, video_id
+from .shards import SUBMITIT_DIR, ShardSettings, run_array
+from .videos import iter_frames, list_videos, shard, target_size
 
-# re-exported: the names callers took from this module before they had modules of their own
+# re-exported: the names callers took from this module before the library moved out of it
 __all__ = ["VIDEO_EXTENSIONS", "ExtractConfig", "Summary", "VideoError", "clean_stale_tmp",
-           "extract_all", "extract_video", "iter_frames", "list_videos", "main", "shard",
-           "target_size", "video_id"]
-
-log = logging.getLogger("flow_tools.extract")
-
-
-def extract_video(src: Path, dst: Path, cfg: ExtractConfig) -> tuple[dict, float]:
-    """Decode `src`, write frames and flow into `dst` (a fresh folder).
-
-    Returns (meta, seconds spent in the flow computation). Meta holds nothing that varies
-    between runs, so a re-extraction is byte-identical.
-    """
-    flow_fn = make_flow_fn(cfg.flow) if cfg.flow_images else None
-    history: deque[np.ndarray] = deque(maxlen=cfg.step)
-    info: dict = {}
-    n_frames = n_flows = 0
-    flow_seconds = 0.0
-    for frame in iter_frames(src, cfg, info):
-        n_frames += 1
-        if cfg.rgb:
-            write_jpeg(dst / frame_name("img", n_frames), frame, cfg.jpeg_quality)
-        if flow_fn is not None:
-            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            if len(history) == cfg.step:
-                t = time.perf_counter()
-                flow = flow_fn(history[0], grey)
-                flow_seconds += time.perf_counter() - t
-                n_flows += 1
-                q = quantize(flow, cfg.bound)
-                write_jpeg(dst / frame_name("flow_x", n_flows), q[..., 0], cfg.jpeg_quality)
-                write_jpeg(dst / frame_name("flow_y", n_flows), q[..., 1], cfg.jpeg_quality)
-            history.append(grey)
-    check_frame_count(n_frames, info.get("declared_frames", 0))
-    return video_meta(info, n_frames, n_flows, cfg), flow_seconds
-
-
-def run_job(job: Job) -> VideoResult:
-    """Extract one video into its folder (the OpenCV backend; runs in a worker process)."""
-    final = Path(job.out_root) / video_id(job.rel)
-    tmp = new_tmp_dir(final)
-    try:
-        src = Path(job.video_root) / job.rel
-        if not src.is_file():
-            raise VideoError("file not found")
-        meta, flow_seconds = extract_video(src, tmp, job.cfg)
-        return VideoResult(job.rel, "done", finish_video(tmp, final, meta, job.rel),
-                           flow_seconds=flow_seconds)
-    except (VideoError, cv2.error, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return VideoResult.failed(job.rel, str(e))
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # N workers use N cores, no oversubscription
-
-
-@dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    pairs: int = 0
-    frames: int = 0
-    seconds: float = 0.0
-    flow_seconds: float = 0.0
-
-    def line(self) -> str:
-        rate = self.pairs / self.seconds if self.seconds else 0.0
-        return (f"{self.done} videos done, {self.skipped} skipped (complete), {self.failed} "
-                f"failed; {self.frames} frames, {self.pairs} flow pairs in {self.seconds:.1f} s "
-                f"({rate:.1f} pairs/s)")
-
-
-def pending(out_root: Path, rels: list[str], cfg: ExtractConfig, overwrite: bool = False
-            ) -> list[str]:
-    """The videos of `rels` not complete under `out_root` with these parameters (the resume
-    rule: complete = meta.json present with the same parameters). A video done with other
-    parameters is a UserError unless `overwrite`."""
-    want = cfg.record()
-    todo = []
-    for rel in rels:
-        meta = read_done(out_root, rel)
-        if meta is not None and meta.get("params") == want:
-            continue
-        if meta is not None and not overwrite:
-            diff = sorted(k for k in set(want) | set(meta.get("params", {}))
-                          if want.get(k) != meta.get("params", {}).get(k))
-            raise UserError(f"{out_root / video_id(rel)}: already extracted with other "
-                            f"parameters ({', '.join(diff)} differ); use --overwrite or "
-                            "another output folder")
-        todo.append(rel)
-    return todo
-
-
-def extract_all(video_root: str | os.PathLike, out_root: str | os.PathLike,
-                cfg: ExtractConfig, rels: list[str] | None = None, *, workers: int = 1,
-                overwrite: bool = False, quiet: bool = False, shard_spec: str | None = None,
-                device: str = "cpu", batch_pairs: int | str = 16,
-                memory_budget_gb: float | None = None, flow_compile: str = "off") -> Summary:
-    """Extract every video in `rels` (default: all under the root); see the module doc.
-
-    `shard_spec` (I/N) only names this run's failures file. The rest is for the torch
-    backend: `device`, `batch_pairs` (a number, or "auto": sized from free device memory, on
-    a CPU from `memory_budget_gb`), `flow_compile` (auto | on | off: the compiled TV-L1
-    iterations; the library default stays the eager reference, the command's is auto).
-    """
-    video_root, out_root = Path(video_root), Path(out_root)
-    if not video_root.is_dir():
-        raise UserError(f"{video_root}: video folder not found")
-    rels = list_videos(video_root) if rels is None else rels
-    out_root.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(out_root)
-    todo = pending(out_root, rels, cfg, overwrite)
-    summary = Summary(skipped=len(rels) - len(todo))
-    jobs = [Job(rel, str(video_root), str(out_root), cfg) for rel in todo]
-    failures: list[tuple[str, str]] = []
-    start = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=True if quiet else None,
-               dynamic_ncols=True)
-    pool = None
-    if cfg.flow_images and cfg.flow.backend == "torch":
-        from .batched import BatchOptions, extract_batched
-        from .tvl1_torch import resolve_flow_compile
-        compiled = resolve_flow_compile(flow_compile, resolve_device(device), interactive=False)
-        results = extract_batched(jobs, BatchOptions(
-            device=device, batch_pairs=batch_pairs, memory_budget_gb=memory_budget_gb,
-            compiled=compiled, workers=max(workers, 1)))
-    elif workers <= 1 or len(jobs) <= 1:  # no process pool for nothing (a rerun) or one video
-        _init_worker()
-        results = map(run_job, jobs)
-    else:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
-        results = pool.imap_unordered(run_job, jobs)
-    try:
-        for r in results:
-            if r.status == "done":
-                summary.done += 1
-                summary.frames += r.meta["num_frames"]
-                summary.pairs += r.meta["num_flows"]
-                summary.flow_seconds += r.flow_seconds
-            else:
-                summary.failed += 1
-                failures.append((r.rel, r.error))
-                log.warning("%s: %s", r.rel, r.error)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(pairs_per_s=f"{summary.pairs / max(elapsed, 1e-9):.1f}",
-                            failed=summary.failed)
-            bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
-    summary.seconds = time.perf_counter() - start
-    if summary.done:  # the frame counts cached by the data layer may be stale now
-        invalidate_frame_index(out_root)
-    write_failures(out_root, failures, shard_spec)
-    return summary
-
-
-def failures_path(out_root: Path, shard_spec: str | None = None) -> Path:
-    """`failures.csv`, or `failures.shard-I-of-N.csv` for one shard, so shards running at
-    the same time never overwrite each other's list."""
-    if not shard_spec:
-        return out_root / "failures.csv"
-    i, n = parse_shard(shard_spec)
-    return out_root / f"failures.shard-{i}-of-{n}.csv"
-
-
-def write_failures(out_root: Path, failures: list[tuple[str, str]],
-                   shard_spec: str | None = None) -> None:
-    """This run's failures file (path, reason); removed when nothing failed."""
-    path = failures_path(out_root, shard_spec)
-    if not failures:
-        path.unlink(missing_ok=True)
-        return
-    tmp = tmp_name(path)
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "reason"])
-        w.writerows(sorted(failures))
-    os.replace(tmp, path)
+           "extract_all", "extract_video", "failures_path", "iter_frames", "list_videos",
+           "main", "pending", "run_job", "shard", "target_size", "video_id", "write_failures"]
 
 
 def _batch_pairs(text: str) -> int | str:
@@ -313,9 +116,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="parallel processes (torch backend: decoding threads)")
     p.add_argument("--shard", help="I/N: process only shard I (0-based) of N")
+    p.add_argument("--array", type=int, metavar="N",
+                   help="split the list into N shards and run each as one task of a job "
+                        "array (--executor); a rerun submits only shards with videos left")
     p.add_argument("--overwrite", action="store_true",
                    help="re-extract videos done with other parameters")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_args(p)
     return p
 
 
@@ -331,19 +138,55 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
                          flow_images=not args.rgb_only, jpeg_quality=args.jpeg_quality)
 
 
+def _array(args: argparse.Namespace, cfg: ExtractConfig, rels: list[str]) -> int:
+    """`--executor local|slurm --array N`: one task per unfinished shard (flow_tools.shards)."""
+    if args.shard:
+        raise UserError("--shard I/N runs one shard here; with --array N every shard is a task "
+                        "of the array: give one of the two")
+    if args.array is None:
+        raise UserError(f"--executor {args.executor} needs --array N (the number of shards)")
+    out = Path(args.out)
+    options = options_from_args(args, out / SUBMITIT_DIR, job_name="extract",
+                                cpus_per_job=args.workers)
+    settings = ShardSettings(workers=args.workers, overwrite=args.overwrite,
+                             device=args.device, batch_pairs=args.batch_pairs,
+                             memory_budget_gb=args.memory_budget_gb,
+                             flow_compile=args.flow_compile)
+    run = run_array(Path(args.videos), out, cfg, rels, count=args.array, settings=settings,
+                    options=options, dry_run=args.dry_run)
+    done = f"{args.array - len(run.submitted)} of {args.array} shards complete"
+    if run.script is not None:
+        print(f"# {done}; would submit shards {run.submitted}\n{run.script}")
+        return EXIT_OK
+    if not run.submitted:
+        print(f"{done}: nothing to submit")
+        return EXIT_OK
+    if run.summary is None:
+        print(f"{done}; submitted {len(run.submitted)} {args.executor} task(s) "
+              f"{run.job_ids[0]}..{run.job_ids[-1]} (logs under {options.folder}); rerun the "
+              "same command to submit only what is left")
+        return EXIT_OK
+    print(f"{len(run.submitted)} shard task(s) ran: {run.summary.line()}")
+    for path in run.failure_files:
+        print(f"failures listed in {path}", file=sys.stderr)
+    return EXIT_SOME_FAILED if run.summary.failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     def body() -> int:
         cfg = config_from_args(args)
-        rels = shard(list_videos(Path(args.videos), Path(args.list) if args.list else None),
-                     args.shard)
+        rels = list_videos(Path(args.videos), Path(args.list) if args.list else None)
         if args.backend == "torch":
             resolve_device(args.device)  # a clear error before any work
-        summary = extract_all(args.videos, args.out, cfg, rels, workers=args.workers,
-                              overwrite=args.overwrite, quiet=args.quiet, shard_spec=args.shard,
-                              device=args.device, batch_pairs=args.batch_pairs,
+        if args.array is not None or args.executor != "inprocess":
+            return _array(args, cfg, rels)
+        summary = extract_all(args.videos, args.out, cfg, shard(rels, args.shard),
+                              workers=args.workers, overwrite=args.overwrite, quiet=args.quiet,
+                              shard_spec=args.shard, device=args.device,
+                              batch_pairs=args.batch_pairs,
                               memory_budget_gb=args.memory_budget_gb,
                               flow_compile=args.flow_compile)
         print(summary.line())

@@ -149,8 +149,6 @@ def test_frame_size_change_is_a_failure(tmp_path, monkeypatch):
     """A stream whose frame size changes mid-way ends in failures.csv, not in a crash."""
     import cv2
 
-    from flow_tools import extract
-
     class Capture:  # a decoder that switches resolution at frame 3
         def __init__(self, path):
             self.i = 0
@@ -173,7 +171,7 @@ def test_frame_size_change_is_a_failure(tmp_path, monkeypatch):
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "v.avi").write_bytes(b"x")
-    monkeypatch.setattr(extract.cv2, "VideoCapture", Capture)
+    monkeypatch.setattr(cv2, "VideoCapture", Capture)
     s = extract_all(tmp_path / "in", tmp_path / "out", ExtractConfig(flow=FlowParams("dis")),
                     quiet=True)
     assert s.failed == 1
