@@ -50,7 +50,7 @@ LAYOUTS: dict[str, FrameLayout] = {
     "rawframes": FrameLayout(*(f"{{video}}/{NAME_TEMPLATES[k]}"
                                for k in ("img", "flow_x", "flow_y"))),
     # MMAction2's test-data naming (x_/y_ prefixes)
-    "rawframes_xy": FrameLayout("{video}/img_{index:05d}.jpg", "{video}/x_{index:05d}.jpg",
+    "rawframes_xy": FrameLayout(f"{{video}}/{NAME_TEMPLATES['img']}", "{video}/x_{index:05d}.jpg",
                                 "{video}/y_{index:05d}.jpg"),
     # feichtenhofer/twostreamfusion and the jeffreyyihuang code: no class folder in the name
     "feichtenhofer": FrameLayout("jpegs_256/{name}/frame{index:06d}.jpg",
