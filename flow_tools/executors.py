@@ -2,9 +2,10 @@
 on Slurm, through submitit (the optional `slurm` extra: `pip install .[slurm]`).
 
 One task per item; `fn` and each item are pickled (`fn` must be a module-level function).
-`local` runs every task at once as its own subprocess on this machine (submitit's
-`LocalExecutor`: the same pickled jobs Slurm would run, so it is how the Slurm path is tested
-without a cluster); `slurm` submits one `sbatch --array` whose size is the number of items.
+`local` runs each task as its own subprocess on this machine, `array_parallelism` at once
+(submitit's `LocalExecutor`: the same pickled jobs Slurm would run, so it is how the Slurm path
+is tested without a cluster); `slurm` submits one `sbatch --array` whose size is the number of
+items.
 submitit's logs, pickles and sbatch scripts go under `options.folder`.
 
 Generic on purpose (nothing here knows about videos or training): extraction submits one task
@@ -43,7 +44,7 @@ class ExecutorOptions:
     time_min: int = 240
     mem_gb: float | None = None
     slurm_extra: tuple[str, ...] = ()  # further sbatch options: "--qos=high", "constraint=a100"
-    array_parallelism: int = 256  # array tasks running at once (sbatch --array=0-N%P)
+    array_parallelism: int = 256  # tasks running at once (sbatch --array=0-N%P; local: waves)
     wait: bool = True  # False: submit and return (Slurm keeps running the array)
 
     def __post_init__(self):
@@ -70,7 +71,7 @@ def add_executor_args(p: argparse.ArgumentParser, *, default_time_min: int = 240
     g.add_argument("--slurm-extra", action="append", default=[], metavar="OPT",
                    help="a further sbatch option, e.g. --slurm-extra=--qos=high (repeatable)")
     g.add_argument("--array-parallelism", type=int, default=256,
-                   help="array tasks running at once (Slurm)")
+                   help="array tasks running at once (Slurm; local: tasks per wave)")
     g.add_argument("--no-wait", action="store_true",
                    help="submit and return instead of waiting for the tasks (Slurm); rerun "
                         "the same command later to submit only what is not done")
@@ -205,8 +206,17 @@ def submit_array(fn: Callable[[T], R], items: Sequence[T], options: ExecutorOpti
         return ArrayOutcome()
     Path(options.folder).mkdir(parents=True, exist_ok=True)
     ex = _executor(options)
-    with ex.batch():
-        jobs = [ex.submit(fn, item) for item in items]
+    # Slurm runs at most array_parallelism at once by itself; local tasks go in waves of it
+    wave = len(items) if options.executor == "slurm" or not options.wait \
+        else max(options.array_parallelism, 1)
+    jobs = []
+    for start in range(0, len(items), wave):
+        with ex.batch():
+            new = [ex.submit(fn, item) for item in items[start:start + wave]]
+        jobs += new
+        if start + wave < len(items):
+            for job in new:
+                job.wait()
     ids = [j.job_id for j in jobs]
     log.info("submitted %d %s task(s) (%s); logs under %s", len(jobs), options.executor,
              ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}", options.folder)

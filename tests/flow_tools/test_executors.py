@@ -16,7 +16,8 @@ pytest.importorskip("submitit")
 
 def test_local_executor_runs_each_item_in_its_own_process(tmp_path):
     # builtins pickle by reference, so the subprocesses need nothing of the tests
-    opts = ExecutorOptions(executor="local", folder=tmp_path / "sub", time_min=5)
+    opts = ExecutorOptions(executor="local", folder=tmp_path / "sub", time_min=5,
+                           array_parallelism=2)  # two waves: 2 tasks, then 1
     out = submit_array(abs, [-3, 4, -5], opts)
     assert out.results == [3, 4, 5]
     assert len(set(out.job_ids)) == 3  # three subprocesses (their pids)
