@@ -1,4 +1,7 @@
+import io
+import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +126,99 @@ def test_convert_cli(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing.pickle"), "--class-index",
                  str(tmp_path / "c.txt"), str(tmp_path / "o.npz")]) == 2
     assert "missing.pickle: score file not found" in capsys.readouterr().err
+
+
+# --- MMAction2 1.x --dump pickles: tensors rebuilt as numpy, no torch function called -----
+
+DATA = Path(__file__).resolve().parent / "data_files"
+
+
+def _no_torch_loading(monkeypatch):
+    import torch
+    import torch.storage
+
+    def refuse(*a, **k):
+        raise AssertionError("torch was asked to load bytes from an untrusted file")
+    monkeypatch.setattr(torch.storage, "_load_from_bytes", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def test_reads_a_1x_dump_of_torch_tensors_without_calling_torch(tmp_path, monkeypatch):
+    import torch
+    torch.manual_seed(0)
+    batch = torch.softmax(torch.randn(2, 3), dim=1)  # rows of one batch share a storage
+    items = [{"pred_score": batch[0], "gt_label": torch.tensor([2]), "num_classes": 3},
+             {"pred_score": batch[1], "gt_label": torch.tensor([0]), "num_classes": 3},
+             {"pred_score": torch.tensor([0.1, 0.8, 0.1], dtype=torch.float64),
+              "pred_label": torch.tensor([1]), "gt_label": torch.tensor([1])}]
+    with open(tmp_path / "dump.pkl", "wb") as f:
+        pickle.dump(items, f, protocol=2)  # what mmengine.dump does for .pkl
+    (tmp_path / "classes.txt").write_text("A\nB\nC\n")
+    (tmp_path / "list.txt").write_text("A/v1 10 2\nB/v2 10 0\nC/v3 10 1\n")
+    _no_torch_loading(monkeypatch)
+    sf = load_any(tmp_path / "dump.pkl", tmp_path / "classes.txt", tmp_path / "list.txt")
+    expected = np.stack([batch[0].numpy(), batch[1].numpy(), [0.1, 0.8, 0.1]])
+    assert np.allclose(sf.scores, expected, rtol=0, atol=1e-7)
+    assert np.array_equal(sf.scores[:2], batch.numpy())  # float32 bit for bit
+    assert sf.labels.tolist() == [2, 0, 1] and sf.video_ids == ["A/v1", "B/v2", "C/v3"]
+
+
+def test_rebuilds_strided_half_and_bfloat16_tensors():
+    import torch
+
+    from two_stream.scores import _ScoreUnpickler
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    for t in (base.t()[1:3], base[1:, ::2], base.half()[2], base.bfloat16()[:, 1],
+              torch.tensor([True, False]), torch.zeros(0, 3)):
+        back = _ScoreUnpickler(io.BytesIO(pickle.dumps(t))).load()
+        ref = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+        assert back.shape == tuple(t.shape) and np.array_equal(back, ref), t
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned",))
+
+
+def test_refuses_a_pickle_that_would_run_code(tmp_path):
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps([{"pred_score": _Evil()}], protocol=2))
+    (tmp_path / "c.txt").write_text("A\n")
+    (tmp_path / "l.txt").write_text("A/v1 1 0\n")
+    with pytest.raises(ScoreFileError, match=r"evil.pkl: refused to load (posix|os)\.system"):
+        load_any(tmp_path / "evil.pkl", tmp_path / "c.txt", tmp_path / "l.txt")
+
+
+def test_refuses_code_hidden_in_a_tensor_storage(tmp_path):
+    import torch.storage
+
+    from two_stream.tensor_pickle import LEGACY_MAGIC
+    blob = (pickle.dumps(LEGACY_MAGIC, protocol=2) + pickle.dumps(1001, protocol=2)
+            + pickle.dumps({"little_endian": True}, protocol=2)
+            + pickle.dumps(_Evil(), protocol=2))
+
+    class Storage:  # what torch writes for a storage, with the bytes of an attacker
+        def __reduce__(self):
+            return (torch.storage._load_from_bytes, (blob,))
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps([Storage()], protocol=2))
+    (tmp_path / "c.txt").write_text("A\n")
+    (tmp_path / "l.txt").write_text("A/v1 1 0\n")
+    with pytest.raises(ScoreFileError, match=r"refused to load (posix|os)\.system inside a "
+                                             r"tensor's storage"):
+        load_any(tmp_path / "evil.pkl", tmp_path / "c.txt", tmp_path / "l.txt")
+
+
+def test_reads_the_committed_mmengine_dump(monkeypatch, tmp_path):
+    """A dump written by mmengine.dump in the MMAction2 1.2.0 environment (tests/data_files)."""
+    _no_torch_loading(monkeypatch)
+    expected = json.loads((DATA / "mmaction2_1x_dump.json").read_text())
+    sf = load_any(DATA / "mmaction2_1x_dump.pkl", DATA / "mmaction2_1x_dump_classes.txt",
+                  DATA / "mmaction2_1x_dump_list.txt")
+    assert np.array_equal(sf.scores, np.array(expected["pred_score"], np.float32))
+    assert sf.labels.tolist() == expected["gt_label"]
+    assert sf.scores.argmax(1).tolist() == expected["pred_label"]
+    out = tmp_path / "d.npz"
+    assert main(["convert", str(DATA / "mmaction2_1x_dump.pkl"), "--class-index",
+                 str(DATA / "mmaction2_1x_dump_classes.txt"), "--ann-file",
+                 str(DATA / "mmaction2_1x_dump_list.txt"), str(out)]) == 0
+    assert np.array_equal(load_scores(out).scores, sf.scores)

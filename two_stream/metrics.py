@@ -69,13 +69,28 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> 
                        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
+_resample_cache: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _resamples(n: int, num_resamples: int, seed: int) -> np.ndarray:
+    """int32 [R, n] bootstrap indices of one seed: every row of a table resamples the same
+    videos (paired CIs), so they are drawn once per (n, R, seed) and kept for the next row."""
+    key = (n, num_resamples, seed)
+    if key not in _resample_cache:
+        _resample_cache.clear()  # one table at a time: [R, n] can be 80 MB at Kinetics size
+        rng = np.random.default_rng(seed)
+        _resample_cache[key] = rng.integers(0, n, size=(num_resamples, n)).astype(np.int32)
+    return _resample_cache[key]
+
+
 def bootstrap_ci(correct: np.ndarray, num_resamples: int = 1000, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the accuracy `correct.mean()` (videos resampled)."""
-    rng = np.random.default_rng(seed)
-    n = len(correct)
-    idx = rng.integers(0, n, size=(num_resamples, n))
-    means = correct[idx].mean(axis=1)
+    idx = _resamples(len(correct), num_resamples, seed)
+    # 100 resamples at a time: all at once is a float [R, n] copy (160 MB at Kinetics size);
+    # each resample's mean is the same either way
+    means = np.concatenate([correct[idx[i: i + 100]].mean(axis=1)
+                            for i in range(0, len(idx), 100)])
     a = (1 - level) / 2
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 

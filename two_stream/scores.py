@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tensor_pickle
 from .atomic import atomic_path
 from .data.splits import video_id_from_path
 from .errors import EXIT_CODES_HELP, UserError, run_cli
@@ -136,10 +137,12 @@ _SAFE_GLOBALS = {
 
 class _ScoreUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
+        if (module, name) in tensor_pickle.GLOBALS:  # MMAction2 1.x dumps: tensors, as numpy
+            return tensor_pickle.GLOBALS[(module, name)]
         if (module, name) not in _SAFE_GLOBALS and not (
                 module == "numpy.dtypes" and name.endswith("DType")):
             raise ScoreFileError(f"refused to load {module}.{name}: a score pickle holds only "
-                                 "dicts, lists, numbers, strings and numpy arrays")
+                                 "dicts, lists, numbers, strings, numpy arrays and tensors")
         return super().find_class(module, name)
 
 
@@ -151,7 +154,7 @@ def load_pickle(path: str | os.PathLike):
             return _ScoreUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
         raise ScoreFileError(f"{path}: score file not found") from None
-    except ScoreFileError as e:
+    except (ScoreFileError, tensor_pickle.TensorPickleError) as e:
         raise ScoreFileError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             KeyError, OverflowError, MemoryError, ImportError, OSError) as e:
@@ -256,8 +259,9 @@ def read_ann_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
 
 def from_mmaction_pkl(path: str | os.PathLike, ann_file: str | os.PathLike,
                       classes: list[str], data=None) -> ScoreFile:
-    """MMAction2 test output: a list of score arrays (or dicts with `pred_score`) in the order
-    of `ann_file` (`data`: its content when already unpickled)."""
+    """MMAction2 test output in the order of `ann_file` (`data`: its content when already
+    unpickled): 0.x's list of score arrays, or 1.x's `--dump` list of dicts whose
+    `pred_score` is a tensor (read as numpy by `tensor_pickle`, torch never imported)."""
     data = load_pickle(path) if data is None else data
     if not isinstance(data, list):
         raise ScoreFileError(f"{path}: expected a list of score arrays, got {type(data).__name__}")
