@@ -41,7 +41,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.speed.common import ucf_rawframes
-from benchmarks.speed.loader_speed import decode_rate
 from benchmarks.speed.peer_env import DEFAULT_VENV, MARKER, ensure_peer_env
 from benchmarks.speed.peer_flip import FLIP_CLAIMS, flip_table
 from benchmarks.speed.peer_fusion import SETS, fusion_comparison, write_fixture
@@ -99,26 +98,57 @@ def ann_lines(records: list[VideoRecord], modality: str, repeat: int = 1) -> lis
     return lines * repeat
 
 
-def our_rate(ds: VideoDataset, batches: int, seed: int) -> tuple[float, tuple]:
-    """Samples per second of `ds` over `batches` batches of 8 after a warm-up batch: the
-    loop the worker's `time` runs, with our collate (same shuffle order for the same seed)."""
+def clocks() -> tuple[float, float]:
+    """(wall, this process's CPU) seconds. Both loaders run in one thread with 0 workers, so
+    CPU time is the time each spent working: on a machine shared with other jobs it leaves
+    out the time the scheduler gave to someone else, which the wall clock does not."""
+    return time.perf_counter(), time.process_time()
+
+
+def rates(n: int, start: tuple[float, float]) -> tuple[float, float]:
+    """(per wall second, per CPU second) of `n` things since `start` (`clocks()`)."""
+    wall, cpu = clocks()
+    return n / (wall - start[0]), n / max(cpu - start[1], 1e-9)
+
+
+def decode_rates(data: list[np.ndarray], grey: bool) -> tuple[float, float]:
+    """JPEGs per wall / CPU second of one thread's cv2.imdecode of bytes in memory."""
+    flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
+    t = clocks()
+    for d in data:
+        cv2.imdecode(d, flag)
+    return rates(len(data), t)
+
+
+def our_rates(ds: VideoDataset, batches: int, seed: int) -> tuple[float, float, tuple]:
+    """Samples per wall / CPU second of `ds` over `batches` batches of 8 after a warm-up
+    batch, and the sample shape: the loop the worker's `time` runs, with our collate (the same
+    shuffle order for the same seed)."""
     ds.set_epoch(seed)
     loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=0,
                         collate_fn=collate_samples, generator=torch.Generator().manual_seed(seed))
     it = iter(loader)
     shape = tuple(next(it)[0].shape[1:])
-    t = time.perf_counter()
+    t = clocks()
     n = 0
     for _ in range(batches):
         n += len(next(it)[0])
-    return n / (time.perf_counter() - t), shape
+    return (*rates(n, t), shape)
+
+
+def keep_best(best: dict, key: tuple[str, str], measured) -> None:
+    """best[key] = the elementwise maximum of it and `measured` (wall, cpu)."""
+    best[key] = np.maximum(best.get(key, 0.0), np.asarray(measured, float))
+
+
+LOADERS = {"ours": "two-stream VideoDataset", "mmaction2": "MMAction2 RawframeDataset, TSN"}
 
 
 def compare_loaders(worker: PeerWorker, src, records: list[VideoRecord], work: Path, *,
                     batches: int, repeats: int, repeat_videos: int = 16) -> pd.DataFrame:
-    """One row per (modality, loader): best-of-`repeats` samples/s with both decode bounds.
-    Every pass measures, for each modality, both bounds and both loaders, the order of the
-    two sides swapped every pass."""
+    """One row per (modality, loader): best-of-`repeats` samples per wall and per CPU
+    second, with the decode bounds. Every pass measures, for each modality, both bounds and
+    both loaders, the order of the two sides swapped every pass."""
     root = Path(src.root).resolve()  # the worker runs elsewhere
     short = [r.video_id for r in records if r.num_flows < 3 * LENGTH["flow"]]
     if short:  # a clip would repeat frames, which RawFrameDecode decodes once: flattering
@@ -137,37 +167,38 @@ def compare_loaders(worker: PeerWorker, src, records: list[VideoRecord], work: P
         data = [np.fromfile(f, np.uint8) for f in files]
         clip = ClipConfig(modality=m, new_length=length, input_size=224)
         ours = VideoDataset(records * repeat_videos, src, clip, train=True)
-        best = {"ours": 0.0, "mmaction2": 0.0, "bound": 0.0, "peer_bound": 0.0}
+        best: dict[tuple[str, str], np.ndarray] = {}  # (side, what) -> best [wall, cpu]
         shapes = {}
+
         for p in range(repeats):
-            sides = ["ours", "mmaction2"] if p % 2 == 0 else ["mmaction2", "ours"]
-            for side in sides:
+            for side in (["ours", "mmaction2"] if p % 2 == 0 else ["mmaction2", "ours"]):
                 if side == "ours":
-                    best["bound"] = max(best["bound"], decode_rate(data, grey=m == "flow"))
-                    sps, shapes["ours"] = our_rate(ours, batches, seed=p)
+                    keep_best(best, (side, "bound"), decode_rates(data, grey=m == "flow"))
+                    *sps, shapes[side] = our_rates(ours, batches, seed=p)
                 else:
-                    best["peer_bound"] = max(best["peer_bound"], worker.call(
-                        "bound", files=files, grey=m == "flow")["jpegs_per_s"])
+                    res = worker.call("bound", files=files, grey=m == "flow")
+                    keep_best(best, (side, "bound"), (res["jpegs_per_s"], res["jpegs_per_cpu_s"]))
                     res = worker.call("time", modality=m, batches=batches, seed=p)
-                    sps, shapes["mmaction2"] = res["samples_per_s"], tuple(res["shape"])
-                best[side] = max(best[side], sps)
-            print(f"{m} pass {p + 1}/{repeats}: " + ", ".join(f"{k} {v:.1f}"
-                                                             for k, v in best.items()),
-                  file=sys.stderr)
-        bound = best["bound"] / JPEGS_PER_SAMPLE[m]
-        peer_bound = best["peer_bound"] / JPEGS_PER_SAMPLE[m]
-        for side, name in (("ours", "two-stream VideoDataset"),
-                           ("mmaction2", "MMAction2 RawframeDataset, TSN pipeline")):
+                    sps = res["samples_per_s"], res["samples_per_cpu_s"]
+                    shapes[side] = tuple(res["shape"])
+                keep_best(best, (side, "loader"), sps)
+            print(f"{m} pass {p + 1}/{repeats}: " + ", ".join(
+                f"{s} {w} {v[0]:.1f}/s {v[1]:.1f}/cpu-s" for (s, w), v in best.items()),
+                file=sys.stderr)
+        bound = best["ours", "bound"] / JPEGS_PER_SAMPLE[m]  # [wall, cpu] samples/s
+        theirs = best["mmaction2", "loader"]
+        for side, name in LOADERS.items():
+            sps, own = best[side, "loader"], best[side, "bound"] / JPEGS_PER_SAMPLE[m]
             rows.append({"modality": m, "loader": name,
                          "sample": "x".join(map(str, shapes[side])),
-                         "samples_per_s": round(best[side], 1),
-                         "decode_bound_samples_per_s": round(bound, 1),
-                         "share_of_bound": round(best[side] / bound, 3),
-                         "own_env_bound_samples_per_s": round(
-                             bound if side == "ours" else peer_bound, 1),
-                         "share_of_own_env_bound": round(
-                             best[side] / (bound if side == "ours" else peer_bound), 3),
-                         "vs_mmaction2": round(best[side] / best["mmaction2"], 3)})
+                         "samples_per_s": round(sps[0], 1),
+                         "samples_per_cpu_s": round(sps[1], 1),
+                         "decode_bound_samples_per_s": round(bound[0], 1),
+                         "share_of_bound": round(sps[0] / bound[0], 3),
+                         "share_of_bound_cpu": round(sps[1] / bound[1], 3),
+                         "share_of_own_env_bound_cpu": round(sps[1] / own[1], 3),
+                         "vs_mmaction2": round(sps[0] / theirs[0], 3),
+                         "vs_mmaction2_cpu": round(sps[1] / theirs[1], 3)})
     return pd.DataFrame(rows)
 
 
@@ -180,8 +211,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="rawframes made here once (shared with loader_speed)")
     p.add_argument("--peer-venv", default=str(DEFAULT_VENV),
                    help="the MMAction2 environment: built here once, reused after")
-    p.add_argument("--batches", type=int, default=20, help="timed batches of 8 per pass")
-    p.add_argument("--repeats", type=int, default=7, help="alternating passes; best kept")
+    p.add_argument("--batches", type=int, default=12, help="timed batches of 8 per pass")
+    p.add_argument("--repeats", type=int, default=9, help="alternating passes; best kept")
     p.add_argument("--skip-loader", action="store_true", help="only the fusion comparison")
     p.add_argument("--skip-fusion", action="store_true", help="only loader and flip")
     p.add_argument("--write-fixture", metavar="DIR",
@@ -202,10 +233,13 @@ LOADER_NOTE = (
     "pseudo_collate, in its own virtual environment (versions in run.json), driven from this "
     "run over a pipe. Ours: VideoDataset (TSN train transforms) with collate_samples. "
     "decode bound: one thread decoding 600 random rawframe JPEGs of the modality from memory "
-    "with the project's cv2.imdecode; own_env_bound: the same with the OpenCV of each "
-    "loader's own environment. vs_mmaction2: samples/s over MMAction2's. Every figure is "
-    "the best of the passes, taken in alternation (the two sides swap order every pass): "
-    "compare the ratios, which one run on this shared machine measures side by side, not the "
+    "with the project's cv2.imdecode (share_of_bound = samples_per_s / bound); own_env: the "
+    "same with the OpenCV of each loader's own environment. *_cpu columns: per second of the "
+    "process's CPU time instead of the wall clock (one thread, 0 workers: the time it spent "
+    "working, without what the scheduler gave other jobs on this shared machine). "
+    "vs_mmaction2: samples/s over MMAction2's. Every figure is the best of the passes, taken "
+    "in alternation (the two sides swap order every pass): compare the ratios, which one run "
+    "measures side by side, not the "
     "absolute rates (load average in run.json).")
 
 

@@ -8,10 +8,11 @@ passes with ours. Imports only the standard library, numpy, OpenCV, torch and Op
 packages: none of the project's code runs here, and none of MMAction2's in our process.
 
 Requests (`op` plus arguments): `versions`; `setup` (rawframe root, annotation lists);
-`time` (modality, batches, seed: samples/s of the TSN training pipeline through a DataLoader,
-0 workers, batch 8, mmengine's pseudo_collate, as its training runner feeds the model);
-`bound` (files, grey: cv2.imdecode rate in this environment); `flip` (modality, frame dir,
-frames, out: the deterministic pipeline with Flip off and forced on, saved to `out` .npz);
+`time` (modality, batches, seed: samples per wall and per CPU second of the TSN training
+pipeline through a DataLoader, 0 workers, batch 8, mmengine's pseudo_collate, as its training
+runner feeds the model); `bound` (files, grey: cv2.imdecode rates in this environment);
+`flip` (modality, frame dir, frames, out: the deterministic pipeline with Flip off and forced
+on, saved to `out` .npz);
 `dump` (npz of scores/labels, out .pkl, batch: an MMAction2 1.x `--dump` file);
 `fused` (dumps, coefficients, softmax: which videos tie at the top of MMAction2's own
 weighted score).
@@ -77,7 +78,8 @@ def op_setup(root: str, ann: dict) -> dict:
 
 
 def op_time(modality: str, batches: int, seed: int) -> dict:
-    """Training samples per second over `batches` batches of 8 (after one warm-up batch)."""
+    """Training samples per wall / CPU second over `batches` batches of 8 (after one warm-up
+    batch)."""
     import numpy as np
     import torch
     from mmengine.dataset import pseudo_collate
@@ -88,23 +90,27 @@ def op_time(modality: str, batches: int, seed: int) -> dict:
                         generator=torch.Generator().manual_seed(seed))
     it = iter(loader)
     shape = tuple(next(it)["inputs"][0].shape)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     n = 0
     for _ in range(batches):
         n += len(next(it)["inputs"])
-    return {"samples_per_s": n / (time.perf_counter() - t), "samples": n, "shape": shape}
+    return {"samples_per_s": n / (time.perf_counter() - t),
+            "samples_per_cpu_s": n / max(time.process_time() - c, 1e-9),
+            "samples": n, "shape": shape}
 
 
 def op_bound(files: list[str], grey: bool) -> dict:
-    """JPEGs per second decoded by one thread with this environment's cv2.imdecode."""
+    """JPEGs per wall / CPU second decoded by one thread with this environment's
+    cv2.imdecode."""
     import cv2
     import numpy as np
     data = [np.fromfile(f, np.uint8) for f in files]
     flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for d in data:
         cv2.imdecode(d, flag)
-    return {"jpegs_per_s": len(data) / (time.perf_counter() - t)}
+    return {"jpegs_per_s": len(data) / (time.perf_counter() - t),
+            "jpegs_per_cpu_s": len(data) / max(time.process_time() - c, 1e-9)}
 
 
 def op_flip(modality: str, frame_dir: str, total_frames: int, out: str) -> dict:
