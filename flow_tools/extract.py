@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .device import resolve_device
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
-from .executors import add_executor_args, options_from_args
+from .executors import ArrayTaskError, add_executor_args, options_from_args
 from .extraction import (
     Summary,
     extract_all,
@@ -152,8 +152,13 @@ def _array(args: argparse.Namespace, cfg: ExtractConfig, rels: list[str]) -> int
                              device=args.device, batch_pairs=args.batch_pairs,
                              memory_budget_gb=args.memory_budget_gb,
                              flow_compile=args.flow_compile)
-    run = run_array(Path(args.videos), out, cfg, rels, count=args.array, settings=settings,
-                    options=options, dry_run=args.dry_run)
+    try:
+        run = run_array(Path(args.videos), out, cfg, rels, count=args.array,
+                        settings=settings, options=options, dry_run=args.dry_run)
+    except ArrayTaskError as e:  # a task killed (time, memory, node) or crashed: say which
+        print(f"{e}\nthe other shards finished; rerun the same command to resubmit the shards "
+              "with videos left", file=sys.stderr)
+        return EXIT_SOME_FAILED
     done = f"{args.array - len(run.submitted)} of {args.array} shards complete"
     if run.script is not None:
         print(f"# {done}; would submit shards {run.submitted}\n{run.script}")

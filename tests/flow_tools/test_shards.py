@@ -5,11 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from flow_tools.errors import UserError
-from flow_tools.executors import ExecutorOptions
+from flow_tools.executors import ArrayTaskError, ExecutorOptions
 from flow_tools.extract import main
-from flow_tools.params import ExtractConfig
+from flow_tools.params import ExtractConfig, FlowParams, TVL1Params
 from flow_tools.shards import ShardSettings, run_array
 from flow_tools.videos import list_videos
 from two_stream.data.synthetic import SyntheticConfig, generate
@@ -89,3 +90,19 @@ def test_array_option_errors(videos, tmp_path, capsys):
         run_array(videos, tmp_path / "o", ExtractConfig(), list_videos(videos), count=2,
                   settings=ShardSettings(device="cuda"),
                   options=ExecutorOptions(executor="slurm"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a task that fails: CUDA absent")
+def test_a_failed_task_is_named_with_its_error_and_log(videos, tmp_path):
+    """A task that raises (here: asked for CUDA on a machine without it, which only the
+    task's own process finds out) is reported with its error line and log, after the
+    other tasks ran."""
+    cfg = ExtractConfig(flow=FlowParams("tvl1", TVL1Params(nscales=1, warps=1,
+                                                           outer_iterations=1),
+                                        backend="torch"))
+    options = ExecutorOptions(executor="local", folder=tmp_path / "sub", gpus_per_job=1)
+    with pytest.raises(ArrayTaskError, match=r"2 of 2 array task\(s\) failed:\n  task 0 \(job "
+                                             r"\d+\): flow_tools.errors.UserError: --device "
+                                             r"cuda:0: CUDA is not available"):
+        run_array(videos, tmp_path / "out", cfg, list_videos(videos)[:2], count=2,
+                  settings=ShardSettings(device="cuda:0"), options=options)
