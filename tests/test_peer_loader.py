@@ -144,3 +144,14 @@ def test_keep_best_keeps_each_clock_maximum_apart():
     keep_best(best, ("ours", "loader"), (10.0, 30.0))
     keep_best(best, ("ours", "loader"), (12.0, 25.0))  # a faster wall pass, a slower CPU one
     assert best["ours", "loader"].tolist() == [12.0, 30.0]
+
+
+def test_ensure_peer_env_leaves_a_foreign_folder_alone(tmp_path):
+    from benchmarks.speed.peer_env import ensure_peer_env
+    from two_stream.errors import UserError
+    other = tmp_path / "someone_elses_venv"
+    (other / "bin").mkdir(parents=True)
+    (other / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    with pytest.raises(UserError, match="not built by this benchmark"):
+        ensure_peer_env(other, ("a==1",), quiet=True)
+    assert (other / "pyvenv.cfg").exists()

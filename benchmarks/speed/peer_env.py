@@ -7,9 +7,9 @@ so it gets a virtual environment of its own. torch / torchvision are pinned to t
 this machine's pip takes from its local disk for Python 3.11 (anything newer is a several-GB
 CUDA download).
 
-The environment is built once into `<venv>.tmp`, then renamed; `peer-env.json` (the pins and
-what got installed) is written last, so its presence with the same pins means "ready" and a
-later run reuses it.
+The environment is built once into `<venv>.tmp`; `peer-env.json` (the pins and what got
+installed) is written into it last, then the folder is renamed into place, so a folder at
+`<venv>` with that marker and the same pins is complete and a later run reuses it.
 """
 from __future__ import annotations
 
@@ -83,16 +83,16 @@ def installed_versions(python: str | os.PathLike) -> dict[str, str | None]:
 def ensure_peer_env(venv: str | os.PathLike = DEFAULT_VENV, pins: tuple[str, ...] = PINS,
                     quiet: bool = False) -> Path:
     """The interpreter of a ready peer environment at `venv`, built first when missing (a few
-    minutes and ~6 GB: torch's wheel is a CUDA build). A half-built one (no marker) is
-    removed and rebuilt."""
+    minutes and ~6 GB: torch's wheel is a CUDA build). One this benchmark built with other
+    pins (its marker says so) is rebuilt; anything else at `venv` is left alone."""
     venv = Path(venv).expanduser()
     if is_ready(venv, pins):
         return venv_python(venv)
     if venv.exists():
-        if not (venv / "pyvenv.cfg").exists():
-            raise UserError(f"{venv}: exists but is not a virtual environment; choose another "
-                            "--peer-venv")
-        shutil.rmtree(venv)  # ours, incomplete or with other pins
+        if not (venv / MARKER).exists():  # ours are renamed into place with their marker
+            raise UserError(f"{venv}: exists but was not built by this benchmark (no "
+                            f"{MARKER}); delete it or choose another --peer-venv")
+        shutil.rmtree(venv)  # ours, with other pins
     tmp = venv.with_name(venv.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +107,9 @@ def ensure_peer_env(venv: str | os.PathLike = DEFAULT_VENV, pins: tuple[str, ...
     if res.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(explain_pip_failure(res.stdout + res.stderr, pins))
-    os.replace(tmp, venv)  # venv scripts name their folder: fix the interpreter's own paths
+    write_marker(tmp, pins)  # complete: the rename publishes it with its marker
+    os.replace(tmp, venv)
     _repoint(venv, tmp)
-    write_marker(venv, pins)
     return venv_python(venv)
 
 
