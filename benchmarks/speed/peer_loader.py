@@ -12,12 +12,13 @@
    MMAction2's RawframeDataset with its TSN pipeline (SampleFrames 3 clips of 1 / 5 frames,
    RawFrameDecode, MultiScaleCrop(224, (1, .875, .75, .66)), Resize(224, 224), Flip(0.5),
    FormatShape('NCHW'), PackActionInputs) against `two_stream.data.datasets.VideoDataset`
-   (TSN train transforms, 3 segments). Each rate is the best of `--repeats` passes taken in
-   alternation with the other side's and with the bare `cv2.imdecode` bound (one thread,
-   the same files from memory), so the ratios hold on a loaded machine.
+   (TSN train transforms, 3 segments). Each rate, per wall second and per second of the
+   process's CPU time, is the best of `--repeats` passes taken in alternation with the other
+   side's and with the bare `cv2.imdecode` bound (one thread, the same files from memory), so
+   the ratios hold on a loaded machine.
 3. Flip (`flip.md`): each side's flow (and RGB) flip against its unflipped sample, plane by
    plane: mirrored only, or mirrored and inverted (v -> 255 - v).
-4. Fusion (`fusion.md`, `peer_fusion.py`): a real pair of score files converted to
+4. Fusion (`fusion.md`, `peer_fusion.py`): two real pairs of score files converted to
    MMAction2's 1.x test-dump format, MMAction2's own `report_accuracy.py` beside
    `benchmarks/fuse.py` on them.
 `run.json`: both sides' versions, the load average before and after, the options.
@@ -213,8 +214,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="the MMAction2 environment: built here once, reused after")
     p.add_argument("--batches", type=int, default=12, help="timed batches of 8 per pass")
     p.add_argument("--repeats", type=int, default=9, help="alternating passes; best kept")
-    p.add_argument("--skip-loader", action="store_true", help="only the fusion comparison")
-    p.add_argument("--skip-fusion", action="store_true", help="only loader and flip")
+    p.add_argument("--skip-loader", action="store_true",
+                   help="only the fusion comparison (run.json then describes only it)")
+    p.add_argument("--skip-fusion", action="store_true",
+                   help="only loader and flip (run.json then describes only them)")
     p.add_argument("--write-fixture", metavar="DIR",
                    help="only write the MMAction2 1.x dump test fixture into DIR "
                         "(tests/data_files)")
