@@ -14,7 +14,6 @@ budget) are 0-d tensors so they do not become constants of the graph.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 
@@ -88,14 +87,16 @@ _compiled: dict = {}
 _broken: list[str] = []  # why compiling failed in this process (then everything runs eager)
 
 
-def compiled_fn(fn, **static):
-    """`fn` with its keyword constants bound, compiled by inductor with dynamic sizes (one
-    wrapper per function and constants; dynamo keeps one graph per device and dtype in it)."""
-    key = (fn.__name__, tuple(sorted(static.items())))
-    if key not in _compiled:
-        _compiled[key] = torch.compile(functools.partial(fn, **static), dynamic=True,
-                                       fullgraph=True)
-    return _compiled[key]
+def run_compiled(fn, *args, **static):
+    """fn(*args, **static) through inductor, dynamic sizes. One compiled wrapper per function;
+    dynamo keeps a graph per device, dtype, channel count and constants in it. Duck sizing is
+    off while it traces: with it a batch of 2 shares the symbol of the 2 flow channels and is
+    specialised with them, and every other batch size would compile again."""
+    from torch.fx.experimental import _config as fx_config
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
+    with fx_config.patch(use_duck_shape=False):
+        return _compiled[fn](*args, **static)
 
 
 def compile_failed(err: BaseException) -> None:

@@ -33,11 +33,12 @@ from .tvl1_median import median_filter
 from .tvl1_step import FLOW_COMPILE_MODES, divergence, forward_gradient, resolve_flow_compile
 
 __all__ = ["FLOW_COMPILE_MODES", "divergence", "forward_gradient", "median_filter",
-           "resolve_flow_compile", "tvl1"]
+           "peak_bytes_per_pair", "resolve_flow_compile", "tvl1"]
 
 MIN_LEVEL_SIZE = 16  # OpenCV drops pyramid levels narrower or shorter than this
 REMAP_SUBPIXELS = 32  # cv::remap rounds positions to 1/32 px (INTER_TAB_SIZE)
 CHECK_EVERY = 8  # iterations between host syncs that only decide whether to stop early
+COMPILED_CHUNK = 2  # iterations unrolled in one compiled call (compile time grows with it)
 
 
 def _linear_taps(in_size: int, out_size: int, src_per_dst: float, device) -> tuple:
@@ -101,7 +102,7 @@ def _call(fn, compiled: bool, *args, **static):
     compiler that fails is reported once and the eager function answers instead."""
     if compiled and not tvl1_step._broken:
         try:
-            return tvl1_step.compiled_fn(fn, **static)(*args)
+            return tvl1_step.run_compiled(fn, *args, **static)
         except tvl1_step.compile_errors() as err:
             tvl1_step.compile_failed(err)
     return fn(*args, **static)
@@ -115,8 +116,10 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Param
     eps = torch.tensor(p.epsilon * p.epsilon * h * w, device=dev, dtype=u.dtype)
     consts = {"l_t": p.lambda_ * p.theta, "taut": p.tau / p.theta, "theta": p.theta,
               "gamma": p.gamma}
-    # compiled: always CHECK_EVERY iterations per call (one graph), the surplus masked by
+    # compiled: always COMPILED_CHUNK iterations per call (one graph), a surplus masked by
     # `steps`; eager: exactly the iterations left
+    steps = torch.tensor(CHECK_EVERY, device=dev)  # eager: never masks
+    steps_left = [torch.tensor(k, device=dev) for k in range(COMPILED_CHUNK + 1)]
     i1x, i1y = centered_gradient(i1)
     dual = torch.zeros(b, c, 2, h, w, device=dev, dtype=u.dtype)
     for _ in range(p.warps):
@@ -138,11 +141,38 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Param
                 if done and not bool((error > eps).any()):
                     break  # only saves time: converged pairs are frozen by the mask anyway
                 left = min(CHECK_EVERY, p.inner_iterations - done)
-                steps = torch.tensor(left, device=dev)
-                u, dual, error = _call(tvl1_step.inner_chunk, compiled, u, dual, error, terms,
-                                       eps, steps, n=CHECK_EVERY if compiled else left,
-                                       **consts)
+                if not compiled:
+                    u, dual, error = tvl1_step.inner_chunk(u, dual, error, terms, eps, steps,
+                                                           n=left, **consts)
+                    continue
+                for k in range(0, left, COMPILED_CHUNK):
+                    u, dual, error = _call(tvl1_step.inner_chunk, compiled, u, dual, error,
+                                           terms, eps, steps_left[min(left - k, COMPILED_CHUNK)],
+                                           n=COMPILED_CHUNK, **consts)
     return u
+
+
+# float32 arrays of the finest level's size alive at the peak, per pair (the eager median: the
+# level's state, ~14 arrays, plus <= 16 two-channel selection temporaries; the compiled path
+# needs fewer): counted, and checked against the tensors a dispatch mode sees alive
+# (tests/flow_tools/test_tvl1_memory.py)
+PEAK_ARRAYS = {2: 54, 3: 68}
+
+
+def peak_bytes_per_pair(height: int, width: int, params: TVL1Params | None = None) -> int:
+    """Upper bound of the memory `tvl1` needs per pair at height x width (eager or compiled;
+    a batch of B pairs needs B times this): the two uint8 frames, their float pyramids
+    (2 x sum of the level areas) and PEAK_ARRAYS[C] float32 arrays of the finest level, C = 2
+    flow channels (3 with the illumination term, gamma > 0):
+
+        bytes = 2 H W + 4 (2 sum_s H_s W_s + PEAK_ARRAYS[C] H W)
+
+    about 238 bytes per pixel with OpenCV's defaults (5 levels, scale step 0.8): 20.7 MB for
+    a 340x256 pair, 493 MB at 1920x1080."""
+    params = params or TVL1Params()
+    levels = sum(h * w for h, w in pyramid_sizes(height, width, params))
+    c = 3 if params.gamma != 0 else 2
+    return 2 * height * width + 4 * (2 * levels + PEAK_ARRAYS[c] * height * width)
 
 
 def _as_grey_float(x: torch.Tensor | np.ndarray, device) -> torch.Tensor:
