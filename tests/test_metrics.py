@@ -58,3 +58,13 @@ def test_ties_count_as_the_expected_accuracy_of_a_random_tie_break():
                                topk_correct(scores, labels, 1))
     assert class_mean(topk_correct(scores, labels), labels, 4) == \
         pytest.approx(np.mean([0.5, 0.5, 1 / 3]))
+
+
+def test_mcnemar_binomial_equals_scipy_binomtest_value_for_value():
+    from scipy.stats import binomtest
+
+    from two_stream.metrics import binom_test_half
+    for n in [*range(1, 60), 101, 999, 1000, 3783]:
+        for k in range(0, n + 1, max(1, n // 25)):
+            assert binom_test_half(k, n) == binomtest(k, n, 0.5).pvalue, (k, n)
+    assert binom_test_half(0, 3000) == 0.0  # underflow: the table prints "< 1e-300"

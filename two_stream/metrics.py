@@ -95,6 +95,53 @@ def bootstrap_ci(correct: np.ndarray, num_resamples: int = 1000, level: float = 
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+def _binom_half(kind: str, x: float, n: int) -> float:
+    """pmf / cdf / sf of Binomial(n, 1/2) at x, as `scipy.stats.binom` computes them (the
+    same special functions, the same edge cases), without importing scipy.stats."""
+    from scipy.special import _ufuncs
+    if kind == "pmf":
+        ok = x == int(x) and 0 <= x <= n
+        return float(np.clip(_ufuncs._binom_pmf(x, n, 0.5), 0, 1)) if ok else 0.0
+    if x >= n:
+        return 1.0 if kind == "cdf" else 0.0
+    if x < 0:
+        return 0.0 if kind == "cdf" else 1.0
+    f = _ufuncs._binom_cdf if kind == "cdf" else _ufuncs._binom_sf
+    return float(np.clip(f(np.floor(x), n, 0.5), 0, 1))
+
+
+def _search(a, d: float, lo: float, hi: float) -> float:
+    """scipy.stats' binary search for the other tail of a two-sided binomial test."""
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        midval = a(mid)
+        if midval < d:
+            lo = mid + 1
+        elif midval > d:
+            hi = mid - 1
+        else:
+            return mid
+    return lo if a(lo) <= d else lo - 1
+
+
+def binom_test_half(k: int, n: int) -> float:
+    """Two-sided exact binomial test of k successes in n at p = 1/2: the p-value of
+    `scipy.stats.binomtest(k, n, 0.5)`, value for value (tested), without the second that
+    importing scipy.stats costs a fusion table."""
+    d = _binom_half("pmf", k, n)
+    rerr = 1 + 1e-7
+    if k == 0.5 * n:
+        return 1.0
+    if k < 0.5 * n:
+        ix = _search(lambda x: -_binom_half("pmf", x, n), -d * rerr, np.ceil(0.5 * n), n)
+        y = n - ix + int(d * rerr == _binom_half("pmf", ix, n))
+        pval = _binom_half("cdf", k, n) + _binom_half("sf", n - y, n)
+    else:
+        ix = _search(lambda x: _binom_half("pmf", x, n), d * rerr, 0, np.floor(0.5 * n))
+        pval = _binom_half("cdf", ix, n) + _binom_half("sf", k - 1, n)
+    return min(1.0, pval)
+
+
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     """Exact (binomial) McNemar test on paired predictions: two-sided p-value that A and B
     have the same accuracy, from the videos exactly one of them gets right."""
@@ -102,5 +149,4 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     c = int(np.sum(~correct_a & correct_b))
     if b + c == 0:
         return 1.0
-    from scipy.stats import binomtest  # here: scipy.stats takes a second to import
-    return float(binomtest(b, b + c, 0.5).pvalue)
+    return float(binom_test_half(b, b + c))

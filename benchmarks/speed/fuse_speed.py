@@ -1,96 +1,122 @@
-"""How long a full fusion table takes at UCF101 scale (3783 videos x 101 classes x 2 streams).
+"""How long the full default fusion table takes, process start included, before vs after.
 
-    python benchmarks/speed/fuse_speed.py [--videos 3783] [--classes 101] [--streams 2]
+    python benchmarks/speed/fuse_speed.py [--before COMMIT] [--scales ucf101 kinetics400 ssv2]
 
-Two kinds of generated scores, groups of 5 clips as in UCF101: `small` (unit-variance noise
-with a planted signal: small, well-conditioned logits) and `realistic` (like ResNet-101 stream
-logits: a shared per-video latent, so the two streams are strongly correlated, scaled to
-logits in the hundreds, per-video offsets, ~80-85 % top-1 per stream). Times each stage (all
-fixed rules, the 5-fold weight search, the 5-fold stacking, the bootstrap CIs) on one thread
-and writes results/fusion_speed/table.md|csv and run.json.
+For each scale, generated score files (two_stream.synthetic_scores: `ucf101_like`, with the
+statistics of real UCF101 ResNet-101 logits; `kinetics_like` for Kinetics-400 validation,
+19,796 x 400, and Something-Something-v2 validation, 24,777 x 174) are fused by
+`python benchmarks/fuse.py` as a user runs it, in a subprocess pinned to one core with one
+BLAS thread: once with the code of --before (a `git worktree` of that commit, same venv) and
+once with this checkout, alternating. Records wall and CPU seconds, peak memory (max RSS) and
+the load average, and writes results/fusion_speed/table.md|csv and run.json.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
-from two_stream.fusion import FIXED_METHODS, fusion_rows
 from two_stream.report import note_start, write_run_json, write_table
+from two_stream.scores import ScoreFile, save_scores
+from two_stream.synthetic_scores import kinetics_like, ucf101_like
+
+ROOT = Path(__file__).resolve().parents[2]
+SCALES = {"ucf101": (3783, 101), "kinetics400": (19796, 400), "ssv2": (24777, 174)}
+GOALS = {"ucf101": "< 5 s", "kinetics400": "< 20 s, < 1 GB", "ssv2": "< 20 s"}
+BEFORE = "cba3cc9"  # the code before issue 21's changes
+
+
+def write_inputs(scale: str, folder: Path) -> list[str]:
+    """The scale's two stream files in `folder`; returns their --stream flags."""
+    n, c = SCALES[scale]
+    labels, ids, streams = ucf101_like(n, c) if scale == "ucf101" else kinetics_like(n, c)
+    classes = [f"class{k:03d}" for k in range(c)]
+    flags = []
+    for name, x in streams.items():
+        path = folder / f"{scale}_{name}.npz"
+        save_scores(path, ScoreFile(x, labels, ids, classes))
+        flags += ["--stream", f"{name}={path}"]
+    return flags
+
+
+def worktree(commit: str) -> Path:
+    """A checkout of `commit` beside the temporary files (made once, reused)."""
+    path = Path(tempfile.gettempdir()) / f"fuse_before_{commit}"
+    if not (path / "benchmarks" / "fuse.py").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), commit], cwd=ROOT,
+                       check=True, capture_output=True)
+    return path
+
+
+def timed_run(code: Path, flags: list[str], out: Path) -> dict:
+    """`python benchmarks/fuse.py` of the checkout `code`, on one core: wall, CPU, max RSS."""
+    env = {**os.environ, "PYTHONPATH": str(code), "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    core = min(os.sched_getaffinity(0))
+    with tempfile.TemporaryFile() as log:
+        t = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "benchmarks/fuse.py", *flags, "--out", str(out)],
+                             cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+        _, status, usage = os.wait4(p.pid, 0)  # this child's own CPU time and peak memory
+        wall = time.perf_counter() - t
+        p.returncode = status
+        log.seek(0)
+        err = log.read().decode(errors="replace")
+    if status != 0:
+        raise RuntimeError(f"{code}: fuse.py failed:\n{err[-2000:]}")
+    table = pd.read_csv(out / "table.csv")
+    stack = table[table.method == "stack"]
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "max_rss_mb": round(usage.ru_maxrss / 1024), "rows": len(table),
+            "stack_top1": "; ".join(f"{r.norm} {r.top1:.2f}" for r in stack.itertuples()),
+            "best_fixed_top1": float(table[table.method.isin(
+                ["average", "max", "var", "var_topk", "product"])].top1.max())}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--videos", type=int, default=3783)
-    p.add_argument("--classes", type=int, default=101)
-    p.add_argument("--streams", type=int, default=2)
+    p.add_argument("--before", default=BEFORE, help="commit of the previous code")
+    p.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
     p.add_argument("--out", default="results/fusion_speed")
     args = p.parse_args(argv)
     note_start()
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    rows = []
-    for kind in ("small", "realistic"):
-        labels, ids, streams = generate(kind, args.videos, args.classes, args.streams)
-        for row in time_stages(streams, labels, ids, args.streams):
-            rows.append({"scores": kind, **row})
-            print(rows[-1])
+    old = worktree(args.before)
+    rows, loads = [], [os.getloadavg()]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for scale in args.scales:
+            flags = write_inputs(scale, tmp)
+            for code, name in ((old, f"before ({args.before})"), (ROOT, "after")):
+                r = timed_run(code, flags, tmp / f"{scale}_{name[:5]}")
+                rows.append({"scale": scale, "videos x classes x streams":
+                             "{} x {} x 2".format(*SCALES[scale]), "code": name, **r,
+                             "goal": GOALS[scale]})
+                loads.append(os.getloadavg())
+                print(rows[-1], flush=True)
+            before, after = rows[-2], rows[-1]
+            after["speed-up (cpu)"] = round(before["cpu_s"] / after["cpu_s"], 1)
+            after["speed-up (wall)"] = round(before["wall_s"] / after["wall_s"], 1)
     df = pd.DataFrame(rows)
-    note = (f"{args.videos} videos x {args.classes} classes x {args.streams} streams, one "
-            "thread, 1000 bootstrap resamples per row; max |logit| and single-stream top-1 "
-            "of each kind in run.json; machine in run.json.")
-    print(write_table(df, args.out, title="Fusion table speed", note=note))
-    write_run_json(args.out, options=vars(args), inputs={
-        kind: describe(*generate(kind, args.videos, args.classes, args.streams))
-        for kind in ("small", "realistic")})
-
-
-def generate(kind: str, videos: int, classes: int, num_streams: int, seed: int = 0):
-    """(labels, video ids, {stream: scores [N, C]}) of one kind (see the module doc)."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, videos)
-    ids = [f"C{l}/v_C{l}_g{i // 5:02d}_c{i % 5:02d}" for i, l in enumerate(labels)]
-    streams = {}
-    if kind == "small":
-        for s in range(num_streams):
-            x = rng.normal(0, 1, (videos, classes))
-            x[np.arange(videos), labels] += 1.5 + s
-            streams[f"stream{s}"] = x
-        return labels, ids, streams
-    latent = rng.normal(0, 1, (videos, classes))  # what both streams see
-    latent[np.arange(videos), labels] += rng.gamma(4.0, 1.5, videos)  # per-video difficulty
-    for s in range(num_streams):
-        scale, own = 70.0 + 40.0 * s, 0.5 + 0.2 * s
-        streams[f"stream{s}"] = (scale * (latent + own * rng.normal(0, 1, (videos, classes)))
-                                 + rng.normal(0, 30, (videos, 1))).astype(np.float32)
-    return labels, ids, streams
-
-
-def describe(labels, ids, streams) -> dict:
-    return {n: {"max_abs_logit": round(float(np.abs(x).max()), 1),
-                "top1": round(float((x.argmax(1) == labels).mean()), 4)}
-            for n, x in streams.items()}
-
-
-def time_stages(streams, labels, ids, num_streams: int) -> list[dict]:
-    stages = [("fixed rules (6 methods x 2 norms) + CIs", dict(methods=FIXED_METHODS,
-                                                              norms=("none", "softmax"),
-                                                              weights=[1.0] * num_streams)),
-              ("search, 5-fold group CV (1 norm) + CI", dict(methods=("search",))),
-              ("stack, 5-fold group CV (1 norm) + CI", dict(methods=("stack",))),
-              ("all methods x 2 norms (the default table)",
-               dict(norms=("none", "softmax"), weights=[1.0] * num_streams))]
-    rows = []
-    for name, kw in stages:
-        t = time.perf_counter()
-        out = fusion_rows(streams, labels, ids, resamples=1000, **kw)
-        rows.append({"stage": name, "rows": len(out),
-                     "seconds": round(time.perf_counter() - t, 2)})
-    return rows
+    note = ("The full default table (`python benchmarks/fuse.py --stream A --stream B`: 8 "
+            "methods x none/softmax, 1000 bootstrap resamples, confusion plot, run.json), "
+            "process start included, one core and one BLAS thread, before and after run "
+            "alternately in one session. cpu_s: user + system seconds of the process (what "
+            "one idle core would take; wall_s also counts waiting for a core on a loaded "
+            "machine: load averages in run.json). stack_top1: the `stack` rows (before: the "
+            "full [S*C x C] model; after: the structured default). Inputs generated by "
+            "two_stream.synthetic_scores (ucf101_like has the statistics of real UCF101 "
+            "two-stream logits).")
+    md = write_table(df, args.out, title="Fusion table speed, before vs after", note=note)
+    print(md)
+    write_run_json(args.out, options=vars(args), load_average_1_5_15=loads,
+                   cpu_affinity=sorted(os.sched_getaffinity(0)))
 
 
 if __name__ == "__main__":
