@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.speed.common import sync
 from flow_tools.device import resolve_device
 from flow_tools.extract import ExtractConfig, iter_frames
 from flow_tools.flow import FlowParams
@@ -75,21 +76,25 @@ def main(argv: list[str] | None = None) -> None:
             idx = test_indices(len(frames) - 1, 25, 5)
             t0 = time.perf_counter()
             fields = predict.flow_fields(extraction, frames, np.unique(idx), device)
+            sync(device)
             t["TV-L1 flow (+ quantise, JPEG)"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             flow_views = eval_sample(flow_snippets([fields[int(i)] for i in idx.reshape(-1)],
                                                    25), "flow", 224, 256, 1)
             t["flow views"] = time.perf_counter() - t0
-            with torch.no_grad():
+            with torch.no_grad():  # synchronised: each network's time is its own row
+                sync(device)
                 t0 = time.perf_counter()
                 a, _ = score_views(spatial.model, rgb_views[None], 256, device)
+                sync(device)
                 t["spatial network"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 b, _ = score_views(temporal.model, flow_views[None], 256, device)
+                sync(device)
                 t["temporal network"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            predict.fuse({"spatial": a[0].double().numpy(), "temporal": b[0].double().numpy()},
-                         "weighted", "none", [1.0, 1.5])
+            predict.fuse({"spatial": a[0].double().cpu().numpy(),
+                          "temporal": b[0].double().cpu().numpy()}, "weighted", "none", [1.0, 1.5])
             t["fusion"] = time.perf_counter() - t0
             total = sum(t.values())
             rows.append({"clip": rel, "frames": len(frames), "flow_pairs": len(np.unique(idx)),

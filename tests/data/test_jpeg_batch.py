@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny import synthetic_rawframes
@@ -166,3 +167,32 @@ def test_temporal_training_with_gpu_decode_and_workers_fits_in_256_descriptors(t
     assert p.returncode == 0, p.stderr[-3000:]
     assert "Too many open files" not in p.stderr
     assert (run / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("grey", [True, False])
+def test_gpu_decode_matches_opencv(grey):
+    """nvJPEG against OpenCV (libjpeg-turbo) on grey and RGB 4:2:0 JPEGs (OpenCV's default
+    chroma subsampling) of textured images. Tolerance: the IDCTs differ in rounding (grey:
+    mean |diff| < 0.5, max 3 levels); chroma upsampling differs too (libjpeg-turbo's
+    "fancy" triangle filter, nvJPEG's own), so RGB: mean < 1.5, 99th percentile <= 8."""
+    import cv2
+
+    from two_stream.data.jpeg_batch import decode_jpegs
+    rng = np.random.default_rng(0)
+    shape = (256, 340) if grey else (256, 340, 3)
+    img = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (5, 5), 0)
+    data = [torch.from_numpy(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+                             .ravel()) for _ in range(3)]
+    got = decode_jpegs(data, grey, torch.device("cuda"))
+    want = cv2.imdecode(data[0].numpy(), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    want = torch.from_numpy(want[None] if grey else want[..., ::-1].copy().transpose(2, 0, 1))
+    for g in got:
+        assert g.device.type == "cuda" and g.shape == want.shape
+        diff = (g.cpu().int() - want.int()).abs().float()
+        if grey:
+            assert diff.mean() < 0.5 and diff.max() <= 3, (diff.mean(), diff.max())
+        else:
+            assert diff.mean() < 1.5 and diff.quantile(0.99) <= 8, (diff.mean(),
+                                                                      diff.quantile(0.99))
