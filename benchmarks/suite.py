@@ -3,12 +3,16 @@
     python -m benchmarks.suite                        # the embedded synthetic set (make demo)
     python -m benchmarks.suite --dataset ucf101 --videos UCF-101 --split-dir ucfTrainTestlist \
         --split 1 --preset tsn --name ucf101_split1
+    python -m benchmarks.suite ... --split all --executor slurm --partition gpu --gpus-per-job 1
 
 Steps, each skipped when its outputs are complete (a rerun after a kill resumes; changing only
 fusion options reruns only fusion): generate the synthetic set (default only) -> extract frames
 and TV-L1 flow -> for each stream x consensus: train (validation on a group-disjoint hold-out of
 the training list), score the validation and test videos -> fusion tables (learned fusion
 weights fit on the validation scores, never on test labels) -> results/<name>/.
+With `--executor local|slurm` the training runs of every split and stream go out as job arrays
+first (submitit; logs in <work-dir>/submitit/<name>/), only those not done; the fusion tables
+follow here. One suite or sweep at a time per --work-dir (a lock file, <work-dir>/.lock).
 """
 from __future__ import annotations
 
@@ -23,13 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from two_stream import recipes
+from flow_tools.executors import add_executor_args
+from two_stream import recipes, runlock
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fuse import FusionOptions, split_summary, write_fusion_tables
 from two_stream.fusion import fuse_fixed
+from two_stream.jobs import TrainJob, train_waves, training_options
 from two_stream.report import (
     atomic_write_text,
     markdown_table,
@@ -56,6 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="results/<name>/ (default: demo for synthetic)")
     p.add_argument("--seed", type=int, default=0, help="seed of training (initialisation, "
                                                        "sampling, augmentation)")
+    add_executor_args(p)
     return p
 
 
@@ -253,24 +260,46 @@ def default_name(args, splits: list[int]) -> str:
         f"{base}_splits{'-'.join(map(str, splits))}"
 
 
+def split_configs(args, split: int, split_dir: Path, frames: Path, work: Path, preset: dict
+                  ) -> dict[tuple[str, str], dict]:
+    """{(stream, consensus): configs} of one split, in training order (an lstm run after the
+    mean run whose CNN it freezes)."""
+    order = sorted(args.consensus, key=lambda c: c == "lstm")
+    return {(stream, cons): recipes.stream_configs(
+        stream, cons, preset=preset, dataset=args.dataset, split=split, split_dir=split_dir,
+        frames=frames, work=work, seed=args.seed, data_seed=args.data_seed, quiet=args.quiet,
+        overrides=recipes.Overrides.from_args(args))
+        for stream in args.streams for cons in order}
+
+
+def train_in_parallel(args, splits: list[int], split_dir: Path, frames: Path, work: Path,
+                      preset: dict) -> bool:
+    """--executor local|slurm: every split x stream x consensus run that is not done, as job
+    arrays (the lstm runs in a second wave, after the mean runs they start from). False when
+    the command should stop here (--dry-run, --no-wait)."""
+    runs = [(cons, TrainJob(cfgs, stream)) for split in splits
+            for (stream, cons), cfgs in split_configs(args, split, split_dir, frames, work,
+                                                      preset).items()]
+    waves = [[j for c, j in runs if c != "lstm"], [j for c, j in runs if c == "lstm"]]
+    options = training_options(args, folder=work / "submitit" / args.name,
+                               job_name=f"suite-{args.name}")
+    trained = train_waves(waves, options, dry_run=args.dry_run)
+    print(f"{len(trained)} runs trained as {args.executor} jobs (logs under {options.folder})")
+    return not args.dry_run and options.wait
+
+
 def run_split(args, split: int, videos_split_dir: Path, frames: Path, work: Path, preset: dict,
               manifest: dict | None, out: Path, timer: Timer, started: float
               ) -> tuple[pd.DataFrame, dict]:
     """Both streams x every consensus on one split, its fusion table and README in `out`."""
     scores, configs = {}, {}
-    order = sorted(args.consensus, key=lambda c: c == "lstm")  # lstm needs the mean run
     tag = f"split{split} " if recipes.parse_splits(args.split) != [split] else ""
-    for stream in args.streams:
-        for cons in order:
-            cfgs = recipes.stream_configs(
-                stream, cons, preset=preset, dataset=args.dataset, split=split,
-                split_dir=videos_split_dir, frames=frames, work=work, seed=args.seed,
-                data_seed=args.data_seed, quiet=args.quiet,
-                overrides=recipes.Overrides.from_args(args))
-            configs[f"split{split}/{stream}_{cons}"] = {k: dataclasses.asdict(v)
-                                                        for k, v in cfgs.items()}
-            with timer(f"{tag}train+score {stream} {cons}"):
-                scores[(stream, cons)] = recipes.train_and_score(cfgs, stream).scores
+    for (stream, cons), cfgs in split_configs(args, split, videos_split_dir, frames, work,
+                                              preset).items():
+        configs[f"split{split}/{stream}_{cons}"] = {k: dataclasses.asdict(v)
+                                                    for k, v in cfgs.items()}
+        with timer(f"{tag}train+score {stream} {cons}"):
+            scores[(stream, cons)] = recipes.train_and_score(cfgs, stream).scores
     scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
     streams_df = stream_table(scores, manifest)
     out.mkdir(parents=True, exist_ok=True)
@@ -322,6 +351,11 @@ def run(args: argparse.Namespace) -> int:
     args.name = args.name or default_name(args, splits)
     if "lstm" in args.consensus and "mean" not in args.consensus:
         raise UserError("the lstm head trains on the mean run's CNN: add mean to --consensus")
+    with runlock.acquire(args.work_dir, what="work directory"):
+        return _run(args, splits)
+
+
+def _run(args: argparse.Namespace, splits: list[int]) -> int:
     started = time.perf_counter()
     timer = Timer()
     work = Path(args.work_dir)
@@ -333,6 +367,10 @@ def run(args: argparse.Namespace) -> int:
     videos, split_dir, manifest = inputs.videos, inputs.split_dir, inputs.manifest
     with timer("frames and flow"):
         frames = step_frames(args, videos, work, preset)
+    if args.executor != "inprocess" or args.dry_run:
+        with timer("parallel training"):
+            if not train_in_parallel(args, splits, split_dir, frames, work, preset):
+                return 0
     streams, configs = {}, {}
     for split in splits:
         sub = out if len(splits) == 1 else out / f"split{split}"

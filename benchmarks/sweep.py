@@ -4,6 +4,7 @@
         --grid model.consensus=mean,max,var,topk,lstm clip.num_segments=3,5 --seeds 0 1 2
     python -m benchmarks.sweep --name sweep_flow --stream temporal \\
         --grid flow.algorithm=tvl1,dis,farneback --seeds 0 1 2
+    python -m benchmarks.sweep ... --executor slurm --partition gpu --gpus-per-job 1
 
 Each cell x seed trains and scores in `<work-dir>/sweeps/<name>/<cell>/seed<k>/`. The seed
 sets initialisation, sampling and augmentation; the data set and the validation hold-out keep
@@ -12,6 +13,9 @@ seed, weights-file digest) equals the requested one, and resumes an interrupted 
 with `model.consensus=lstm` follows the suite's CNN-LSTM recipe: the LSTM learns on the frozen
 CNN of the same seed's `mean` run of that cell (trained first; with `model.consensus` in the
 grid it is the `mean` cell itself). `flow.algorithm` extracts one set of rawframes per value.
+`--executor local|slurm` trains every cell x seed that is not done as its own job (submitit;
+logs in `<work-dir>/submitit/<name>/`), the LSTM cells in a second wave after their `mean`
+runs, then writes the table here; `--dry-run` prints the sbatch script and submits nothing.
 
 Output `results/<name>/`: `table.md|csv` (one row per cell: mean, sd, min, max over seeds;
 each cell against the best, paired by seed), `pairs.csv` (every pair of cells), `runs.csv`
@@ -27,15 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
-from tqdm import tqdm
 
+from benchmarks.sweep_tables import cell_slug, plot, summarise, verdicts
+from flow_tools.executors import add_executor_args
 from flow_tools.flow import ALGORITHMS, FlowParams
-from two_stream import recipes
+from two_stream import recipes, runlock
 from two_stream.config import CONCERNS
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
+from two_stream.jobs import TrainJob, train_waves, training_options
+from two_stream.progress import progress
 from two_stream.report import (
     atomic_write_text,
     markdown_table,
@@ -69,6 +74,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
                    help="a fixed value for every cell (same keys as --grid)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_executor_args(p)
     return p
 
 
@@ -122,13 +128,6 @@ def parse_assignments(items: list[str], many: bool) -> dict[str, list]:
             raise UserError(f"{item!r}: a value is repeated")
         out[key] = parsed
     return out
-
-
-def cell_slug(cell: dict) -> str:
-    """A run-folder name for a cell: `key=value` of the swept keys (`base` when none)."""
-    parts = [f"{k}={':'.join(map(str, v)) if isinstance(v, tuple) else v}"
-             for k, v in cell.items()]
-    return "_".join(parts).replace("/", "-") or "base"
 
 
 def apply(cfgs: dict, values: dict) -> dict:
@@ -223,10 +222,12 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
     return [*cnns.values(), *sorted(cells, key=lambda p: p.needs is not None)]
 
 
-def run_plan(plan: Plan, stream: str) -> dict:
+def run_plan(plan: Plan, stream: str, submitted: recipes.StreamRun | None = None) -> dict:
+    """A run's row of runs.csv; trains it here unless it was `submitted` as a job (then only
+    reads its score files)."""
     run_dir = Path(plan.cfgs["run"].run_dir)
     t0 = time.perf_counter()
-    trained = recipes.train_and_score(plan.cfgs, stream)
+    trained = submitted or recipes.train_and_score(plan.cfgs, stream)
     paths, trained_now = trained.scores, trained.trained_now
     test = recipes.score_metrics(load_scores(paths["test"]))
     val = load_scores(paths["val"]) if paths["val"].exists() else None
@@ -237,100 +238,6 @@ def run_plan(plan: Plan, stream: str) -> dict:
     return {**plan.cell, "seed": plan.seed, **test, "val_top1": val_top1,
             "run_dir": str(run_dir), "trained_now": trained_now,
             "train_seconds": round(train_s, 1), "seconds": round(time.perf_counter() - t0, 1)}
-
-
-# --- tables --------------------------------------------------------------------------------
-def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean and sd of the per-seed differences a - b, and the two-sided paired t-test p."""
-    d = a - b
-    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
-    if len(d) < 2:
-        p = float("nan")
-    elif sd == 0:
-        p = 1.0 if d.mean() == 0 else 0.0
-    else:
-        p = float(stats.ttest_rel(a, b).pvalue)
-    return float(d.mean()), sd, p
-
-
-def summarise(runs: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(table: a row per cell, pairs: every pair of cells), differences paired by seed."""
-    group = keys or (lambda _: "base")
-    rows, per_cell = [], {}
-    for cell, g in runs.groupby(group, sort=False):
-        cell = cell if isinstance(cell, tuple) else (cell,)
-        g = g.sort_values("seed")
-        per_cell[cell] = g.set_index("seed")["top1"]
-        rows.append({**dict(zip(keys, cell)), "seeds": len(g),
-                     "top1_mean": g.top1.mean(), "top1_sd": g.top1.std(ddof=1),
-                     "top1_min": g.top1.min(), "top1_max": g.top1.max(),
-                     "top5_mean": g.top5.mean(), "mean_class_acc_mean": g.mean_class_acc.mean(),
-                     "val_top1_mean": g.val_top1.mean()})
-    table = pd.DataFrame(rows)
-    cells = list(per_cell)
-    best = cells[int(table.top1_mean.values.argmax())]
-    pairs = []
-    for a, b in itertools.combinations(cells, 2):
-        sa, sb = per_cell[a].align(per_cell[b], join="inner")
-        mean, sd, p = paired(sa.values, sb.values)
-        pairs.append({"a": cell_slug(dict(zip(keys, a))), "b": cell_slug(dict(zip(keys, b))),
-                      "seeds": len(sa), "diff_mean": mean, "diff_sd": sd, "p_paired_t": p})
-    vs_best = []
-    for cell in cells:
-        sa, sb = per_cell[cell].align(per_cell[best], join="inner")
-        mean, sd, p = paired(sa.values, sb.values)
-        vs_best.append((mean, sd, p, int((sa.values < sb.values).sum())))
-    table["diff_vs_best"] = [v[0] for v in vs_best]
-    table["diff_sd"] = [v[1] for v in vs_best]
-    table["p_vs_best"] = [v[2] for v in vs_best]
-    table["seeds_below_best"] = [v[3] for v in vs_best]
-    return table.round(2).assign(p_vs_best=table.p_vs_best.round(4)), pd.DataFrame(pairs).round(4)
-
-
-def plot(table: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    paths = []
-    for key in keys or ["base"]:
-        others = [k for k in keys if k != key]
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        groups = table.groupby(others, sort=False) if others else [((), table)]
-        for label, g in groups:
-            label = label if isinstance(label, tuple) else (label,)
-            x = np.arange(len(g)) if key == "base" else [str(v) for v in g[key]]
-            name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, label))
-            ax.errorbar(x, g.top1_mean, yerr=g.top1_sd.fillna(0), marker="o", capsize=4,
-                        label=name or None)
-        ax.set_xlabel(key)
-        ax.set_ylabel("test top-1 % (mean ± sd over seeds)")
-        if others:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"top1_by_{key.split('.')[-1] if key != 'base' else 'cell'}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def verdicts(table: pd.DataFrame, keys: list[str], alpha: float = 0.05) -> list[str]:
-    """One line per cell: is its difference to the best cell larger than the seed spread?"""
-    best_at = int(table.top1_mean.values.argmax())
-    best = table.iloc[best_at]
-    name = lambda row: ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys) or "base"  # noqa: E731
-    lines = [f"- best mean top-1: **{name(best)}** ({best.top1_mean:.2f} %, sd "
-             f"{best.top1_sd:.2f})"]
-    for i, (_, row) in enumerate(table.iterrows()):
-        if i == best_at:
-            continue
-        p = row.p_vs_best
-        beyond = p == p and p < alpha
-        lines.append(f"- {name(row)}: {row.diff_vs_best:+.2f} points (sd of the paired "
-                     f"difference {row.diff_sd:.2f}, p = {p:.3g}, below the best on "
-                     f"{row.seeds_below_best} of {row.seeds} seeds): "
-                     + ("**beyond the seed spread**" if beyond else "within the seed spread"))
-    return lines
 
 
 def write_readme(out: Path, args, table: pd.DataFrame, keys: list[str], runs: pd.DataFrame
@@ -378,9 +285,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--split {' '.join(args.split)}: a sweep runs on one split")
     if len(set(args.seeds)) < len(args.seeds):
         raise UserError(f"--seeds {args.seeds}: a seed is repeated")
-    algorithms = grid.get(FLOW_KEY, [fixed.get(FLOW_KEY)])
     if args.stream == "spatial" and (FLOW_KEY in grid or FLOW_KEY in fixed):
         raise UserError(f"{FLOW_KEY} changes only the temporal stream's input")
+    with runlock.acquire(args.work_dir, what="work directory"):
+        return _run(args, grid, fixed, started)
+
+
+def _run(args: argparse.Namespace, grid: dict, fixed: dict, started: float) -> int:
+    algorithms = grid.get(FLOW_KEY, [fixed.get(FLOW_KEY)])
     work = Path(args.work_dir)
     preset = recipes.preset_for(args.preset, args.dataset)
     inputs = recipes.inputs_from_args(args)
@@ -389,9 +301,21 @@ def run(args: argparse.Namespace) -> int:
     if None not in frames:
         frames[None] = frames[algorithms[0]]
     plans = plan_runs(args, grid, fixed, frames, split_dir, work, preset)
+    submitted: dict[str, recipes.StreamRun] = {}
+    if args.executor != "inprocess" or args.dry_run:
+        # one job per cell x seed; an LSTM cell in a second wave, after its mean run
+        waves = [[TrainJob(p.cfgs, args.stream) for p in plans if p.needs is None],
+                 [TrainJob(p.cfgs, args.stream) for p in plans if p.needs is not None]]
+        options = training_options(args, folder=work / "submitit" / args.name,
+                                   job_name=f"sweep-{args.name}")
+        submitted = train_waves(waves, options, dry_run=args.dry_run)
+        print(f"{len(submitted)} of {len(plans)} runs trained as {args.executor} jobs (logs "
+              f"under {options.folder})")
+        if args.dry_run or not options.wait:
+            return 0
     results = []
-    for plan in tqdm(plans, desc=f"sweep {args.name}", unit="run", disable=args.quiet):
-        row = run_plan(plan, args.stream)
+    for plan in progress(plans, quiet=args.quiet, desc=f"sweep {args.name}", unit="run"):
+        row = run_plan(plan, args.stream, submitted.get(plan.run_dir))
         if plan.is_cell:
             results.append(row)
     runs = pd.DataFrame(results)

@@ -59,8 +59,10 @@ def _fake_run(cfgs: dict, epoch: int) -> Path:
     for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
         save_checkpoint(run_dir / name, {"model": {}, "config": config, "classes": [],
                                          "epoch": epoch})
-    for name in ("scores_test.npz", "log.csv", "curves.png", "config.json"):
+    for name in ("scores_test.npz", "log.csv", "curves.png", "config.json", ".lock"):
         (run_dir / name).write_text("x")
+    (run_dir / "tb").mkdir()
+    (run_dir / "tb" / "events.out.tfevents.1").write_text("x")
     return run_dir
 
 
@@ -88,5 +90,5 @@ def test_the_check_only_reads_and_the_step_clears_other_settings(tmp_path):
     assert not recipes.run_finished(run_dir, other)
     assert sorted(p.name for p in run_dir.iterdir()) == before  # a check deletes nothing
     assert not recipes.reuse_or_clear(run_dir, other)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.json"]
     assert not recipes.run_finished(tmp_path / "nowhere", cfgs)

@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import suite
@@ -10,13 +12,29 @@ from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.scores import load_scores
 
 
-@pytest.mark.e2e
-def test_tiny_suite_end_to_end_and_rerun_skips(tmp_path):
-    argv = ["--work-dir", str(tmp_path / "work"), "--results-root", str(tmp_path / "results"),
+def _tiny_argv(root: Path) -> list[str]:
+    return ["--work-dir", str(root / "work"), "--results-root", str(root / "results"),
             "--name", "tiny", "--synthetic-groups", "3", "--synthetic-clips-per-group", "1",
             "--synthetic-frames", "12", "--epochs", "1", "--consensus", "mean", "lstm",
             "--input-size", "32", "--resamples", "50", "--quiet"]
-    assert suite.main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory) -> Path:
+    """The tiny suite run in this process on one thread (as the local jobs below run)."""
+    root = tmp_path_factory.mktemp("suite")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert suite.main(_tiny_argv(root)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+@pytest.mark.e2e
+def test_tiny_suite_end_to_end_and_rerun_skips(tiny_suite):
+    tmp_path, argv = tiny_suite, _tiny_argv(tiny_suite)
     out = tmp_path / "results" / "tiny"
     table = pd.read_csv(out / "table.csv")
     assert table["method"].tolist()[:2] == ["spatial", "temporal"]
@@ -43,6 +61,26 @@ def test_tiny_suite_end_to_end_and_rerun_skips(tmp_path):
     assert suite.main(argv) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert load_checkpoint(runs / "spatial_lstm" / "checkpoint_last.pt")["epoch"] == 1
+
+
+@pytest.mark.e2e
+def test_local_jobs_give_the_in_process_tables_and_a_rerun_submits_nothing(
+        tiny_suite, tmp_path, monkeypatch, capsys):
+    """--executor local: the four training runs as real subprocesses (submitit's
+    LocalExecutor: the lstm runs in a second wave), fusion here: the same tables byte for
+    byte as the in-process suite."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs' torch threads, as in-process
+    argv = [*_tiny_argv(tmp_path), "--executor", "local"]
+    assert suite.main(argv) == 0
+    assert "4 runs trained as local jobs" in capsys.readouterr().out
+    for name in ("table.csv", "grid.csv", "streams.csv", "table.md"):
+        assert (tmp_path / "results" / "tiny" / name).read_text() == (
+            tiny_suite / "results" / "tiny" / name).read_text(), name
+    logs = tmp_path / "work" / "submitit" / "tiny"
+    assert len(list(logs.glob("*_log.out"))) == 4
+    assert suite.main(argv) == 0
+    assert "0 runs trained as local jobs" in capsys.readouterr().out
+    assert len(list(logs.glob("*_log.out"))) == 4
 
 
 @pytest.mark.e2e

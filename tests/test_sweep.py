@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks import sweep
 from two_stream.engine.checkpoint import load_checkpoint
@@ -14,13 +17,25 @@ TINY = ["--synthetic-groups", "3", "--synthetic-clips-per-group", "2", "--synthe
         "12", "--epochs", "1", "--input-size", "32", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
-    argv = ["--name", "s", "--work-dir", str(root / "work"), "--results-root",
+def _argv(root: Path) -> list[str]:
+    return ["--name", "s", "--work-dir", str(root / "work"), "--results-root",
             str(root / "results"), *TINY, "--grid", "model.consensus=mean,lstm",
             "--set", "model.lstm_hidden=16", "--seeds", "0", "1"]
-    assert sweep.main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The sweep in this process, on one thread (as the local jobs below run), and a copy of
+    its first tables (later tests rerun it with other settings)."""
+    root = tmp_path_factory.mktemp("sweep")
+    argv = _argv(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert sweep.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    shutil.copytree(root / "results" / "s", root / "first")
     return root, argv
 
 
@@ -74,6 +89,50 @@ def test_rerun_trains_nothing_and_a_changed_setting_trains_again(swept, capsys):
     runs = pd.read_csv(root / "results" / "s" / "runs.csv")
     assert dict(zip(runs["model.consensus"] + runs.seed.astype(str), runs.trained_now)) == {
         "mean0": False, "mean1": False, "lstm0": True, "lstm1": True}
+
+
+@pytest.mark.e2e
+def test_local_jobs_equal_the_in_process_sweep_and_a_rerun_submits_nothing(
+        swept, tmp_path, monkeypatch, capsys):
+    """--executor local: every cell x seed a real subprocess (submitit's LocalExecutor, the
+    jobs Slurm would run), the LSTM cells in a second wave; same numbers as in-process."""
+    root, _ = swept
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs' torch threads, as in-process
+    argv = [*_argv(tmp_path), "--executor", "local"]
+    assert sweep.main(argv) == 0
+    assert "4 of 4 runs trained as local jobs" in capsys.readouterr().out
+    for name in ("table.csv", "pairs.csv"):
+        assert (tmp_path / "results" / "s" / name).read_text() == (
+            root / "first" / name).read_text(), name
+    runs = pd.read_csv(tmp_path / "results" / "s" / "runs.csv")
+    ref = pd.read_csv(root / "first" / "runs.csv")
+    cols = ["model.consensus", "seed", "top1", "top5", "mean_class_acc", "val_top1"]
+    pd.testing.assert_frame_equal(runs[cols], ref[cols])
+    assert runs.trained_now.all()
+    logs = tmp_path / "work" / "submitit" / "s"
+    jobs = sorted(p.name for p in logs.iterdir())
+    assert len([p for p in logs.glob("*_log.out")]) == 4  # one job per cell x seed
+    # a rerun finds every run done: nothing is submitted
+    assert sweep.main(argv) == 0
+    assert "0 of 4 runs trained as local jobs" in capsys.readouterr().out
+    assert sorted(p.name for p in logs.iterdir()) == jobs
+    assert not pd.read_csv(tmp_path / "results" / "s" / "runs.csv").trained_now.any()
+
+
+@pytest.mark.e2e
+def test_dry_run_prints_the_sbatch_script_of_what_is_not_done(swept, capsys):
+    root, argv = swept
+    seeds = argv.index("--seeds")
+    argv = [*argv[:seeds], "--seeds", "0", "1", "2", "3", "--executor", "slurm",
+            "--partition", "gpu", "--gpus-per-job", "2", "--time", "30", "--dry-run"]
+    assert sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    lines = set(out.splitlines())
+    for want in ("#SBATCH --array=0-1%2", "#SBATCH --partition=gpu",
+                 "#SBATCH --gpus-per-node=2", "#SBATCH --time=30"):
+        assert want in lines, want
+    assert "wave 1 would submit 2 of 4 runs" in out  # seeds 0 and 1 of the mean cell are done
+    assert not (root / "work" / "sweeps" / "s" / "model.consensus=mean" / "seed2").exists()
 
 
 @pytest.mark.parametrize("grid, message", [

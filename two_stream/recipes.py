@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,11 +297,13 @@ def run_finished(run_dir: Path, cfgs: dict) -> bool:
 
 
 def clear_run(run_dir: Path) -> list[Path]:
-    """Delete a run's training outputs (checkpoints, scores, features, log, curves); its
-    config.json stays until training rewrites it. Returns what was deleted."""
-    gone = [f for f in run_dir.glob("*") if f.name.startswith(TRAINING_OUTPUTS)]
+    """Delete a run's training outputs (checkpoints, scores, features, log, curves, the
+    TensorBoard folder tb/); its config.json stays until training rewrites it, and its lock
+    stays. Returns what was deleted."""
+    gone = [f for f in run_dir.glob("*") if f.name.startswith(TRAINING_OUTPUTS)
+            or (f.name == "tb" and f.is_dir())]
     for f in gone:
-        f.unlink()
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
     return gone
 
 
