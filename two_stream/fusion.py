@@ -369,14 +369,24 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                     detail = "weights " + ":".join(f"{w:g}" for w in weights)
                     used = "none (weights fixed in advance)"
             else:
+                # the structured model weighs softmax scores as log-probabilities, as the
+                # fixed [softmax] rules compare them: probabilities of logits in the hundreds
+                # are 0 and 1 and keep nothing of how sure a stream was
+                as_log = method == "stack" and stack_model == "structured" and norm == "softmax"
+                prep = ((lambda x: precise_log_softmax(np.asarray(x, np.float64), axis=-1))
+                        if as_log else (lambda x, norm=norm: normalize(x, norm)))
+                if as_log:
+                    stack = np.stack([prep(s) for s in raw])
                 v = None
                 if val is not None:
-                    v = np.stack([normalize(val[0][n], norm) for n in names])
+                    v = np.stack([prep(val[0][n]) for n in names])
                 vg = [group_of(x) for x in val[2]] if val is not None and len(val) > 2 else None
                 learned = learn(method, stack, labels, groups, num_folds=num_folds, seed=seed,
                                 val_stack=v, val_labels=None if val is None else val[1],
                                 val_groups=vg, stack_model=stack_model)
                 fused, used, detail = learned.scores, learned.labels_used, learned.detail
+                if as_log:
+                    detail = "softmax scores as log-probabilities; " + detail
                 if learned.weights:
                     detail = ("weights " if val is not None else "weights per fold ") + "; ".join(
                         ":".join(f"{x:.2f}" for x in w) for w in learned.weights)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-L2_GRID = (1e-1, 1e-2, 1e-3)  # strongest first: each fit warm-starts the next
+L2_GRID = (1.0, 1e-1, 1e-2, 1e-3)  # strongest first: each fit warm-starts the next
 GTOL = 1e-5  # converged: largest |gradient| of the mean loss below this
 
 
