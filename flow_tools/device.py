@@ -3,16 +3,22 @@ from __future__ import annotations
 
 from .errors import UserError
 
+DEVICE_HELP = "auto | cpu | cuda | cuda:N"
+
 
 def resolve_device(device: str):
-    """`cpu`, `cuda` or `cuda:N` as a torch.device; CUDA without a GPU is a user error."""
+    """`auto` (CUDA when there is a GPU, else the CPU), `cpu`, `cuda` or `cuda:N` as a
+    torch.device; anything else (`gpu`, `cuda:x`, `mps`) and CUDA without a GPU (or without
+    device N) are user errors. `cuda` keeps index None: the caller picks its process's GPU."""
     import torch
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+        raise UserError(f"--device {device!r}: expected {DEVICE_HELP}") from None
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
+        raise UserError(f"--device {device!r}: expected {DEVICE_HELP}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine "
                         "(use --device cpu)")

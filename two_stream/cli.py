@@ -10,20 +10,24 @@ import logging
 import sys
 from pathlib import Path
 
+from flow_tools.device import DEVICE_HELP
+
 from .config import (
     MODALITY_DEFAULTS,
+    Config,
     add_config_args,
-    configs_from_args,
+    config_from_args,
     load_config_defaults,
     merge_concerns,
 )
 from .data.build import build_data
 from .engine import distributed as dist
-from .engine.checkpoint import find_checkpoint, load_checkpoint
-from .engine.train import amp_settings, fit
+from .engine.checkpoint import find_checkpoint, load_checkpoint, run_lock
+from .engine.settings import amp_settings
+from .engine.train import fit
 from .errors import EXIT_CODES_HELP, UserError, run_cli
 from .metrics import class_mean, topk_accuracy, topk_correct
-from .scoring import write_scores
+from .score_checkpoint import write_scores
 
 log = logging.getLogger("two_stream")
 
@@ -48,7 +52,7 @@ def build_parser(stream: str, modality: str, defaults: dict) -> argparse.Argumen
     s.add_argument("video", help="a video file, a folder or a list file")
     s.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint")
     s.add_argument("--topk", type=int, default=5)
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help=DEVICE_HELP)
     return p
 
 
@@ -69,24 +73,31 @@ def parse(argv: list[str] | None, stream: str, modality: str) -> argparse.Namesp
 
 
 def evaluate_cmd(args: argparse.Namespace, stream: str) -> Path | None:
-    cfgs = configs_from_args(args)
-    d, clip, run = cfgs["data"], cfgs["clip"], cfgs["run"]
-    device = dist.local_device(run.device)
+    """Score --eval-split into the run directory and print its accuracy (rank 0)."""
+    cfg = config_from_args(args)
+    device = dist.local_device(cfg.run.device)
     dist.init_distributed(device)
+    with run_lock(Path(cfg.run.run_dir), "evaluation"):  # no evaluation beside a training
+        return _evaluate(cfg, args.eval_split, stream, device)
+
+
+def _evaluate(cfg: Config, eval_split: str, stream: str, device) -> Path | None:
+    d, clip, run = cfg.data, cfg.clip, cfg.run
     ck_path = find_checkpoint(run.checkpoint or run.run_dir)
     ck = load_checkpoint(ck_path)
     data = build_data(d, clip)
     if list(ck["classes"]) != data.split.classes:
         raise UserError(f"{ck_path}: trained on {len(ck['classes'])} classes that differ from "
                         f"the split's {len(data.split.classes)}")
-    records = data.test if args.eval_split == "test" else data.val
+    records = data.test if eval_split == "test" else data.val
     if not records:
-        raise UserError(f"--eval-split {args.eval_split}: no videos to score"
+        raise UserError(f"--eval-split {eval_split}: no videos to score"
                         + (" (--val-ratio is 0: no validation hold-out)"
-                           if args.eval_split == "val" else ""))
+                           if eval_split == "val" else ""))
     amp_dtype, _ = amp_settings(run, device)
-    path, sf = write_scores(cfgs, ck_path, ck, data, records, args.eval_split, stream, device,
-                            amp_dtype)
+    path, sf = write_scores(cfg, ck_path=ck_path, ck=ck, data=data, records=records,
+                            split=eval_split, stream=stream, device=device,
+                            amp_dtype=amp_dtype)
     if sf is None:  # not rank 0
         return None
     print(f"{path}: {len(sf)} videos, {clip.test_segments} segments x {clip.test_crops} crops")
@@ -111,13 +122,17 @@ def main(argv: list[str] | None = None, stream: str = "spatial", modality: str =
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     def body() -> int | None:
         args = parse(argv, stream, modality)  # --config is read here: its errors are user errors
-        if args.cmd == "train":
-            run_dir = fit(configs_from_args(args))
-            if dist.is_main():
-                print(f"trained: {run_dir}/checkpoint_best.pt; next: python -m "
-                      f"two_stream.{stream} evaluate --run-dir {run_dir}")
-        elif args.cmd == "evaluate":
-            evaluate_cmd(args, stream)
-        else:
+        if args.cmd == "predict":
             return predict_cmd(args, stream)
+        try:
+            if args.cmd == "train":
+                run_dir = fit(config_from_args(args))
+                if dist.is_main():
+                    print(f"trained: {run_dir}/checkpoint_best.pt; next: python -m "
+                          f"two_stream.{stream} evaluate --run-dir {run_dir}")
+            else:
+                evaluate_cmd(args, stream)
+        finally:  # under torchrun: every rank leaves the process group before it exits
+            dist.shutdown()
+        return None
     return run_cli(body)

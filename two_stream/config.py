@@ -2,7 +2,9 @@
 
 Every field becomes a `--flag` with its help text and default; `config.json` in the run
 directory holds the resolved values and `--config run/config.json` reloads them (flags given
-on the command line still win). No registry, no config framework.
+on the command line still win). `Config` holds one instance per concern; its JSON form
+(`Config.to_dict`) is the shape of `config.json` and of a checkpoint's `config`, one object per
+concern. No registry, no config framework.
 """
 from __future__ import annotations
 
@@ -90,8 +92,10 @@ class RunConfig:
     run_dir: str = _f("runs/latest", "output folder: config.json, log.csv, checkpoints, "
                                      "curves.png, scores_<split>.npz")
     seed: int = _f(0, "seed of sampling, augmentation, shuffling and initialisation")
-    device: str = _f("auto", "auto | cpu | cuda")
-    amp: str = _f("auto", "auto (on with CUDA) | off | bf16 | fp16")
+    device: str = _f("auto", "auto (this process's GPU when there is one, else cpu) | cpu | "
+                             "cuda | cuda:N")
+    amp: str = _f("auto", "auto (with CUDA: bf16 on GPUs with native bf16, compute capability "
+                          ">= 8.0; fp16 with a gradient scaler before) | off | bf16 | fp16")
     channels_last: str = _f("auto", "auto (on with CUDA) | on | off")
     resume: bool = _f(False, "continue from run_dir/checkpoint_last.pt")
     checkpoint: str = _f("", "checkpoint to evaluate / predict with (default: the run's best, "
@@ -104,12 +108,19 @@ class RunConfig:
                                 "instead of the test segments (0: the test segments)")
     quiet: bool = _f(False, "no progress bars")
     compile: bool = _f(False, "torch.compile the network for the training steps (inductor; "
-                              "the first steps compile for a minute or so; validation and the "
+                              "the first steps are slow while it compiles; validation and the "
                               "saved weights use the plain module): results/train_speed has "
                               "the + compile rows")
     deterministic: bool = _f(False, "deterministic cuDNN algorithms instead of the fastest "
                                     "(cudnn.benchmark, on by default with CUDA); resume is "
                                     "bit-exact on CPU either way")
+    tensorboard: str = _f("auto", "TensorBoard scalars in run_dir/tb/ (per epoch: loss, lr, "
+                                  "top-1, samples/s, data-wait share; the loss every "
+                                  "--log-every steps): auto (when tensorboard is installed) | "
+                                  "on | off; log.csv is written either way",
+                          choices=("auto", "on", "off"))
+    log_every: int = _f(20, "optimizer steps between readings of the running loss (progress "
+                            "bar, TensorBoard); 0: once per epoch")
 
 
 CONCERNS = {"data": DataConfig, "clip": ClipConfig, "model": ModelConfig, "optim": OptimConfig,
@@ -180,8 +191,58 @@ def add_config_args(parser: argparse.ArgumentParser, defaults: dict[str, dict] |
             group.add_argument(flag, **kw)
 
 
-def configs_from_args(args: argparse.Namespace, num_classes: int | None = None) -> dict:
-    """argparse namespace -> {concern: dataclass instance}."""
+@dataclass(frozen=True)
+class Config:
+    """Everything a training or evaluation run is given, one dataclass per concern. Frozen:
+    derive a changed copy with `replace` (nothing changes a caller's config in place)."""
+
+    data: DataConfig
+    clip: ClipConfig
+    model: ModelConfig
+    optim: OptimConfig
+    run: RunConfig
+
+    def replace(self, **concerns) -> Config:
+        """A copy with whole concerns replaced: `cfg.replace(run=dataclasses.replace(...))`."""
+        return dataclasses.replace(self, **concerns)
+
+    def to_dict(self) -> dict[str, dict]:
+        """{concern: {field: value}}: the JSON shape of config.json and checkpoints."""
+        return {k: asdict(getattr(self, k)) for k in CONCERNS}
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> Config:
+        """From `to_dict`'s shape (a config.json, a checkpoint's `config`; lists become tuples,
+        missing fields take their defaults, other top-level keys such as `command` are
+        ignored) or from {concern: dataclass instance}, the form configs travelled in before
+        `Config`. An unknown field is a UserError naming `source`."""
+        out = {}
+        for concern, kind in CONCERNS.items():
+            v = values.get(concern, {})
+            if isinstance(v, kind):
+                out[concern] = v
+                continue
+            if not isinstance(v, dict):
+                raise UserError(f"{source}: section {concern!r} is not an object")
+            names = {f.name for f in fields(kind)}
+            unknown = sorted(set(v) - names)
+            if unknown:
+                raise UserError(f"{source}: unknown {concern} fields {unknown}")
+            out[concern] = kind(**{k: tuple(x) if isinstance(x, list) else x
+                                   for k, x in v.items()})
+        return cls(**out)
+
+
+def as_config(cfg: Config | dict) -> Config:
+    """`cfg` as a Config; a {concern: dataclass} dict is converted (a new object: the caller's
+    dict is not touched)."""
+    # transitional: the dict form is removed once suite/sweep pass Config
+    return cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
+
+
+def config_from_args(args: argparse.Namespace, num_classes: int | None = None) -> Config:
+    """argparse namespace (flags of `add_config_args`) -> Config; the model's modality and
+    snippet length follow the clip's."""
     values = vars(args)
     out = {}
     for concern, cls in CONCERNS.items():
@@ -196,7 +257,7 @@ def configs_from_args(args: argparse.Namespace, num_classes: int | None = None) 
     out["model"] = dataclasses.replace(out["model"], modality=clip.modality,
                                        new_length=clip.new_length,
                                        num_classes=num_classes or out["model"].num_classes)
-    return out
+    return Config(**out)
 
 
 def merge_concerns(base: dict[str, dict], over: dict[str, dict]) -> dict[str, dict]:
@@ -219,8 +280,9 @@ def load_config_defaults(path: str | os.PathLike) -> dict[str, dict]:
     return {k: v for k, v in data.items() if k in CONCERNS}
 
 
-def config_to_json(cfgs: dict, **extra) -> str:
-    data = {k: asdict(v) for k, v in cfgs.items()}
+def config_to_json(cfg: Config | dict, **extra) -> str:
+    """config.json's text: the concerns, the command line that ran, and `extra` keys."""
+    data = as_config(cfg).to_dict()
     data["command"] = " ".join([Path(sys.executable).name, "-m", *sys.argv])
     data.update(extra)
     return json.dumps(data, indent=2, default=list) + "\n"

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, atomic_write_text
-from .engine.checkpoint import find_checkpoint, load_checkpoint
-from .engine.train import build_model_from_checkpoint
+from .engine.checkpoint import build_model_from_checkpoint, find_checkpoint, load_checkpoint
 from .errors import EXIT_CODES_HELP, UserError, run_cli
 
 log = logging.getLogger("two_stream.export")

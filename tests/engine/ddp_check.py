@@ -5,12 +5,12 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as tdist
 from torch import nn
 
 from two_stream.config import OptimConfig
 from two_stream.engine import distributed as dist
-from two_stream.engine.train import build_optimizer, build_scheduler, train_one_epoch
+from two_stream.engine.optim import build_optimizer, build_scheduler
+from two_stream.engine.train import train_one_epoch
 from two_stream.models.tsn import TSN, ModelConfig
 
 
@@ -27,11 +27,12 @@ def main(out: str) -> None:
     batches = [(torch.randint(0, 256, (2, 2, 3, 32, 32), dtype=torch.uint8, generator=g),
                 torch.randint(0, 4, (2,), generator=g), ["v"] * 2) for _ in range(4)]
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    train_one_epoch(ddp, batches, opt, sched, scaler, device, o, None, 1, True, steps=2)
+    train_one_epoch(ddp, batches, opt=opt, scheduler=sched, scaler=scaler, device=device,
+                    optim=o, amp_dtype=None, epoch=1, quiet=True, steps=2)
     weights = sum(float(p.double().sum()) for p in model.parameters())
     data = sum(float(x.double().sum()) for x, _, _ in batches)
     Path(out, f"rank{rank}.txt").write_text(f"{weights!r} {data!r}\n")
-    tdist.destroy_process_group()
+    dist.shutdown()
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from tiny import synthetic_rawframes
 
 from flow_tools.errors import UserError
 from two_stream import cli
-from two_stream.config import CONCERNS, MODALITY_DEFAULTS, add_config_args, configs_from_args
+from two_stream.config import CONCERNS, MODALITY_DEFAULTS, Config, add_config_args, config_from_args
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
 from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint
-from two_stream.engine.train import drops_last, fit, train_steps
+from two_stream.engine.sampler import drops_last, train_steps
+from two_stream.engine.train import fit
 from two_stream.models.tsn import TSN, ModelConfig
 from two_stream.scores import load_scores
 
@@ -38,13 +39,14 @@ def _args(syn: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
             "--run-dir", str(run_dir), "--input-size", "32", "--scale-size", "40",
             "--num-segments", "2", "--test-segments", "3", "--batch-size", "8",
-            "--workers", "0", "--lr", "0.01", "--dropout", "0.2", "--quiet", *extra]
+            "--workers", "0", "--lr", "0.01", "--dropout", "0.2", "--quiet", "--device", "cpu",
+            *extra]
 
 
-def _cfgs(argv: list[str], modality="rgb") -> dict:
+def _cfgs(argv: list[str], modality="rgb") -> Config:
     p = argparse.ArgumentParser()
     add_config_args(p, MODALITY_DEFAULTS[modality])
-    return configs_from_args(p.parse_args(argv))
+    return config_from_args(p.parse_args(argv))
 
 
 @pytest.mark.parametrize("consensus", ["mean", "max", "var", "lstm"])
@@ -137,7 +139,7 @@ def test_two_process_gloo_evaluation_equals_one_process(syn, trained_flow_run, t
 def test_predict_one_video(syn, trained_flow_run, capsys):
     video = syn / "videos" / "Grow" / "v_Grow_g01_c01.avi"
     rc = cli.main(["predict", str(video), "--checkpoint",
-                   str(trained_flow_run / "checkpoint_best.pt")],
+                   str(trained_flow_run / "checkpoint_best.pt"), "--device", "cpu"],
                   stream="temporal", modality="flow")
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -171,9 +173,9 @@ def test_config_round_trip_and_help(syn, trained_flow_run, capsys):
     assert set(CONCERNS) <= set(saved) and saved["clip"]["new_length"] == 3
     args = cli.parse(["train", "--config", str(trained_flow_run / "config.json"), "--epochs",
                       "7"], "temporal", "flow")
-    cfgs = configs_from_args(args)
-    assert cfgs["clip"].new_length == 3 and cfgs["optim"].epochs == 7
-    assert cfgs["optim"].lr_mult_first_conv == 5.0  # the temporal stream's TSN default
+    cfg = config_from_args(args)
+    assert cfg.clip.new_length == 3 and cfg.optim.epochs == 7
+    assert cfg.optim.lr_mult_first_conv == 5.0  # the temporal stream's TSN default
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"], stream="temporal", modality="flow")
     text = " ".join(capsys.readouterr().out.split())
@@ -215,7 +217,8 @@ def test_folder_dataset_trains_from_video_files(syn, tmp_path):
     shutil.copytree(syn / "videos", videos)
     rc = cli.main(["train", "--dataset", "folder", "--videos", str(videos), "--run-dir",
                    str(tmp_path / "run"), "--epochs", "1", "--input-size", "32",
-                   "--scale-size", "40", "--batch-size", "16", "--workers", "0", "--quiet"])
+                   "--scale-size", "40", "--batch-size", "16", "--workers", "0", "--quiet",
+                   "--device", "cpu"])
     assert rc == 0
     lists = tmp_path / "splits"
     assert (lists / "classInd.txt").exists() and (lists / "trainlist01.txt").exists()
@@ -298,10 +301,10 @@ def test_persistent_workers_still_reach_each_epochs_sampling(syn, tmp_path):
     from torch.utils.data import DataLoader
 
     from two_stream.data.build import build_data
-    from two_stream.engine.train import EpochSampler
-    cfgs = _cfgs(_args(syn, tmp_path / "r", "--num-segments", "2"))
-    data = build_data(cfgs["data"], cfgs["clip"])
-    ds = VideoDataset(data.train[:6], data.source, cfgs["clip"], train=True, seed=0)
+    from two_stream.engine.sampler import EpochSampler
+    cfg = _cfgs(_args(syn, tmp_path / "r", "--num-segments", "2"))
+    data = build_data(cfg.data, cfg.clip)
+    ds = VideoDataset(data.train[:6], data.source, cfg.clip, train=True, seed=0)
     got = {}
     for workers in (0, 2):
         sampler = EpochSampler(len(ds), seed=0)
@@ -396,7 +399,7 @@ def test_evaluate_saves_snippet_features(syn, trained_flow_run, tmp_path):
     assert ids == sf.video_ids and feats.dtype == np.float16
     assert feats.shape == (len(ids) * 3, 512) and offsets.tolist() == list(range(0, 3 * 25, 3))
     ck = load_checkpoint(run / "checkpoint_best.pt")
-    from two_stream.engine.train import build_model_from_checkpoint
+    from two_stream.engine.checkpoint import build_model_from_checkpoint
     model = build_model_from_checkpoint(ck).eval()
     with torch.no_grad():  # mean consensus: the video score is the mean of the segment logits
         video = model.head(torch.from_numpy(feats.astype(np.float32))).view(len(ids), 3, -1)
@@ -458,9 +461,9 @@ def test_validation_hold_out_does_not_follow_the_training_seed(syn):
     from two_stream.data.build import build_data
     argv = ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
             "--val-ratio", "0.3"]
-    a = build_data(*(_cfgs([*argv, "--seed", "0"])[k] for k in ("data", "clip")))
-    b = build_data(*(_cfgs([*argv, "--seed", "5"])[k] for k in ("data", "clip")))
-    c = build_data(*(_cfgs([*argv, "--val-seed", "5"])[k] for k in ("data", "clip")))
+    a = build_data(*(getattr(_cfgs([*argv, "--seed", "0"]), k) for k in ("data", "clip")))
+    b = build_data(*(getattr(_cfgs([*argv, "--seed", "5"]), k) for k in ("data", "clip")))
+    c = build_data(*(getattr(_cfgs([*argv, "--val-seed", "5"]), k) for k in ("data", "clip")))
     ids = lambda recs: sorted(r.video_id for r in recs)  # noqa: E731
     assert ids(a.val) == ids(b.val) and ids(a.val)
     assert ids(a.val) != ids(c.val)

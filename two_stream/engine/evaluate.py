@@ -20,12 +20,12 @@ from ..data.jpeg_batch import to_device
 from ..errors import UserError
 from ..progress import progress
 from . import distributed as dist
-from .train import autocast
+from .settings import autocast
 
 
 @torch.no_grad()
-def snippet_features(model, x: torch.Tensor, max_snippets: int, device: torch.device,
-                     amp_dtype=None) -> torch.Tensor:
+def snippet_features(model, x: torch.Tensor, max_snippets: int, device: torch.device, *,
+                     amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """x [B, crops, S, C, H, W] -> pooled backbone features [B * crops, S, D], the views run
     through the backbone in chunks of at most `max_snippets`."""
     b, n_crops, s = x.shape[:3]
@@ -38,13 +38,14 @@ def snippet_features(model, x: torch.Tensor, max_snippets: int, device: torch.de
 
 
 @torch.no_grad()
-def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device,
-                amp_dtype=None, average: str = "score") -> tuple[torch.Tensor, torch.Tensor]:
+def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device, *,
+                amp_dtype: torch.dtype | None = None, average: str = "score"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """x [B, crops, S, C, H, W] -> (video scores [B, classes], segment scores [B, S, classes]),
     crops averaged as logits (`score`) or as probabilities (`prob`, returned as their log so
     the score file keeps logits up to a constant)."""
     b, n_crops, s = x.shape[:3]
-    feats = snippet_features(model, x, max_snippets, device, amp_dtype)  # [B * crops, S, D]
+    feats = snippet_features(model, x, max_snippets, device, amp_dtype=amp_dtype)  # [B*crops, S, D]
     video, seg = model.classify(feats)
     video = video.float().view(b, n_crops, -1)
     seg = seg.float().view(b, n_crops, s, -1)
@@ -57,9 +58,9 @@ def score_views(model, x: torch.Tensor, max_snippets: int, device: torch.device,
 
 
 @torch.no_grad()
-def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_videos: int = 4,
-                     max_snippets: int = 256, workers: int = 0, amp_dtype=None,
-                     quiet: bool = False) -> dict:
+def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, *,
+                     batch_videos: int = 4, max_snippets: int = 256, workers: int = 0,
+                     amp_dtype: torch.dtype | None = None, quiet: bool = False) -> dict:
     """Scores of every video of a test-mode dataset, in dataset order.
 
     Returns {"scores": float32 [N, C], "snippet_scores": float16 [N, S, C],
@@ -77,8 +78,8 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
     for x, _, _ in progress(loader, desc="evaluate", quiet=quiet or not dist.is_main()):
         if isinstance(x, list):  # --decode gpu: JPEG bytes, decoded on the device
             x = to_device(x, device)
-        v, s = score_views(model, x, max_snippets, device, amp_dtype,
-                           dataset.clip.average_views)
+        v, s = score_views(model, x, max_snippets, device, amp_dtype=amp_dtype,
+                           average=dataset.clip.average_views)
         videos.append(v.cpu().numpy())
         segs.append(s.cpu().numpy())
     part = (mine, np.concatenate(videos) if videos else None,
@@ -97,9 +98,9 @@ def evaluate_dataset(model, dataset: VideoDataset, device: torch.device, batch_v
 
 
 @torch.no_grad()
-def dataset_features(model, dataset: VideoDataset, device: torch.device,
-                     max_snippets: int = 256, workers: int = 0, amp_dtype=None,
-                     quiet: bool = False) -> dict:
+def dataset_features(model, dataset: VideoDataset, device: torch.device, *,
+                     max_snippets: int = 256, workers: int = 0,
+                     amp_dtype: torch.dtype | None = None, quiet: bool = False) -> dict:
     """Pooled backbone features of every test snippet of every video, crops averaged (what
     temporal localisation methods read): {"features": float16 [total snippets, D],
     "offsets": int64 [N + 1] (video i owns rows offsets[i]:offsets[i+1]), "video_ids"}. One
@@ -111,7 +112,7 @@ def dataset_features(model, dataset: VideoDataset, device: torch.device,
     feats, offsets, ids = [], [0], []
     for x, _, vid in progress(loader, desc="features", quiet=quiet or not dist.is_main()):
         x = to_device(x, device) if isinstance(x, list) else x
-        f = snippet_features(model, x, max_snippets, device, amp_dtype)  # [crops, S, D]
+        f = snippet_features(model, x, max_snippets, device, amp_dtype=amp_dtype)  # [crops, S, D]
         feats.append(f.mean(dim=0).half().cpu().numpy())
         offsets.append(offsets[-1] + feats[-1].shape[0])
         ids.append(vid[0])

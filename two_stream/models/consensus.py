@@ -11,7 +11,6 @@ lot. The same rule weights streams per video in late fusion (`two_stream.fusion`
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..errors import UserError
 
@@ -48,15 +47,3 @@ def segment_consensus(x: torch.Tensor, mode: str, topk: int = 3) -> torch.Tensor
         return variance_weighted(x, dim=1)
     raise UserError(f"unknown consensus {mode!r}; choose from {CONSENSUS} (or 'lstm' head)")
 
-
-class Consensus(nn.Module):
-    """Module wrapper of `segment_consensus` (no parameters)."""
-
-    def __init__(self, mode: str = "mean"):
-        super().__init__()
-        if mode not in CONSENSUS:
-            raise UserError(f"unknown consensus {mode!r}; choose from {CONSENSUS}")
-        self.mode = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, K, C] -> [B, C]
-        return segment_consensus(x, self.mode)
