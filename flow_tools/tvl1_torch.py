@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import tvl1_step
 from .errors import UserError
-from .flow import TVL1Params
+from .params import TVL1Params
 from .tvl1_median import median_filter
 from .tvl1_step import FLOW_COMPILE_MODES, divergence, forward_gradient, resolve_flow_compile
 
