@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.batch_videos} videos per batch, crops of {args.size} px; device "
             "synchronised before every clock read. The UCF101 column extrapolates to 3783 "
             "videos. peak_gib: peak GPU memory of the row. Machine in run.json.")
-    amps = [None] + ([auto_amp(device)] if auto_amp(device) is not None else [])
+    auto = auto_amp(device)  # what training and evaluation pick by default: its row first
+    amps = [auto] + ([None] if auto is not None else [])
     rows = []
     for arch in args.archs:
         for modality, length in (("rgb", 1), ("flow", 5)):
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
                 if device.type == "cuda":
                     model = model.set_channels_last()
                 row = {"device": device.type, "arch": arch, "modality": modality,
-                       "precision": dtype_name(dtype, device), "views": f"25 x {args.crops}",
+                       "precision": ("auto = " if dtype == auto else "")
+                       + dtype_name(dtype, device), "views": f"25 x {args.crops}",
                        "videos": args.videos}
                 for decode in args.decode:
                     ds = VideoDataset(records, src, clip, train=False, decode=decode)

@@ -12,10 +12,11 @@ keeps the rows it finished), in order:
    frame pairs on the device (85x64 with `--quick`): pairs/s, warm-up excluded, synchronised.
 3. flow_speed: `benchmarks/speed/flow_speed.py --sections speed` (extraction through the
    command) where the fixture clips are present, with `--device`.
-4. train_speed: ResNet-18 with every precision row (fp32 with TF32 convolutions, bf16, fp16,
-   the `--amp auto` choice with channels_last, and that compiled) and ResNet-101 with the
-   auto row, `--decode cpu` and `gpu`, peak memory per row.
-5. eval_speed: 25 segments x 10 crops, ResNet-18 and ResNet-101, what `--amp auto` picks.
+4. train_speed: ResNet-18 and ResNet-101 with what `--amp auto` picks and channels_last (the
+   training default), then train_precisions: ResNet-18 in fp32 (TF32 convolutions), bf16,
+   fp16, auto and auto compiled; model only and the pipeline with `--decode cpu` and `gpu`,
+   peak memory per row (both into train_speed.csv).
+5. eval_speed: 25 segments x 10 crops, ResNet-18 and ResNet-101, fp32 and `--amp auto`.
 Writes OUT (default results/gpu/<kind>, e.g. nvidia-h200) with at most 7 files, rewritten after
 every stage: table.md (what ran, what passed, the headline figures), run.json (the machine,
 every stage's command, status, seconds and its own run.json), tests.txt (pytest's report) and
@@ -31,7 +32,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,8 +47,23 @@ from two_stream.report import markdown_table, write_run_json
 
 # the CPU tests of the code paths the cuda tests check on the GPU
 CPU_COUNTERPARTS = ["tests/data/test_jpeg_batch.py", "tests/flow_tools/test_quantize.py"]
-SHARES = {"tests": 0.2, "tvl1": 0.05, "flow_speed": 0.1, "train_speed": 0.45,
-          "eval_speed": 0.2}  # of the budget; time a stage leaves unused passes on
+# the benchmarks' arguments: (full, --quick). Training: what `--amp auto` picks (with
+# channels_last) for both backbones first, then (train_precisions) the other precisions and
+# the compiled row for ResNet-18 (a stage stopped at its share keeps its rows); prefetch 2
+# keeps the pipeline's warm-up (workers x prefetch steps) short. --quick: the smallest sizes
+# that run every code path (96 px, batch 2, 2 steps; one video of 25 x 1 views per batch).
+TRAIN_ARGS = {False: ["--archs", "resnet18", "resnet101", "--rows", "auto", "--prefetch", "2",
+                      "--compile", "off"],
+              True: ["--archs", "resnet18", "--batch-size", "2", "--steps", "2", "--size", "96",
+                     "--prefetch", "2", "--compile", "off"]}
+PRECISION_ARGS = ["--archs", "resnet18", "--rows", "fp32", "bf16", "fp16", "auto", "--prefetch",
+                  "2", "--compile", "on"]
+EVAL_ARGS = {False: ["--archs", "resnet18", "resnet101", "--videos", "48"],
+             True: ["--archs", "resnet18", "--crops", "1", "--videos", "2", "--size", "96",
+                    "--batch-videos", "1"]}
+# each stage's share of the budget (time a stage leaves unused passes on), in running order
+SHARES = {"tests": 0.2, "tvl1": 0.05, "flow_speed": 0.1, "train_speed": 0.3,
+          "train_precisions": 0.15, "eval_speed": 0.2}
 
 
 def device_kind(device: torch.device) -> str:
@@ -73,9 +88,11 @@ class Stages:
                     if k not in {r["stage"] for r in self.records} and k != name)
         return max(1.0, left * SHARES[name] / (SHARES[name] + later))
 
-    def run(self, name: str, argv: list[str], csv: str | None = None) -> dict:
+    def run(self, name: str, argv: list[str], csv: str | None = None,
+            append: bool = False) -> dict:
         """One stage as a subprocess (its own CUDA context and global torch settings), stopped
-        at its share; its table (if any) is copied to OUT/<name>.csv, rows so far included."""
+        at its share; its table (if any) is copied to OUT/`csv` (or appended to it), the rows
+        so far included."""
         limit = self.share(name)
         stage_out = self.work / name
         cmd = [sys.executable, *argv] + (["--out", str(stage_out)] if csv else [])
@@ -97,8 +114,11 @@ class Stages:
         rec = {"stage": name, "status": status, "seconds": round(time.monotonic() - t, 1),
                "command": " ".join(cmd), "output_tail": output[-2000:]}
         if csv and (stage_out / "table.csv").exists():
-            shutil.copyfile(stage_out / "table.csv", self.out / csv)
-            rec["rows"] = len(pd.read_csv(self.out / csv))
+            rows = pd.read_csv(stage_out / "table.csv")
+            if append and (self.out / csv).exists():
+                rows = pd.concat([pd.read_csv(self.out / csv), rows], ignore_index=True)
+            rows.to_csv(self.out / csv, index=False)
+            rec["rows"] = len(pd.read_csv(stage_out / "table.csv"))
             rec["csv"] = csv
         if (stage_out / "run.json").exists():
             rec["run"] = json.loads((stage_out / "run.json").read_text())
@@ -164,10 +184,10 @@ def headlines(out: Path) -> list[str]:
                      f"pairs/s** ({r.device}, batches of {r.batch})")
     if (out / "train_speed.csv").exists():
         df = pd.read_csv(out / "train_speed.csv")
-        default = df[df.precision.str.startswith(("auto", "fp32")) &
-                     ~df.precision.str.contains("compile")]
-        for (arch, modality), g in default.groupby(["arch", "modality"], sort=False):
-            r = g.iloc[-1]  # the auto row where there is one (it comes after fp32)
+        plain = df[~df.precision.str.contains("compile")]
+        for (arch, modality), g in plain.groupby(["arch", "modality"], sort=False):
+            auto = g[g.precision.str.startswith("auto")]
+            r = (auto if len(auto) else g).iloc[0]  # training's default settings (CPU: fp32)
             piped = ", ".join(f"pipeline {c.split('_')[1]} decode {r[c]:g}"
                               for c in df.columns if c.startswith("pipeline_"))
             lines.append(f"- training {arch} {modality} ({r.precision}): model only "
@@ -206,12 +226,11 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     out = Path(args.out or f"results/gpu/{device_kind(device)}")
     out.mkdir(parents=True, exist_ok=True)
-    quick = ["--quick"] if args.quick else []
     workers = str(args.workers)
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         stages = Stages(args.budget_s, out, Path(tmp))
         common = ["--device", args.device, "--fixtures", args.fixtures, "--work", args.work]
-        stage_list = ["tests", "tvl1", "flow_speed", "train_speed", "eval_speed"]
+        stage_list = list(SHARES)
         for stage in stage_list:
             if stage == "tests":
                 run_tests(stages, device, args.quick)
@@ -219,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
                 t = time.monotonic()
                 try:
                     # --quick: 1/16 of the pixels (a CPU takes minutes per 340x256 pair)
-                    row = time_tvl1(device, pairs=2 if args.quick else 256,
+                    row = time_tvl1(device, pairs=1 if args.quick else 256,
                                     batch=1 if args.quick else 16,
                                     seconds=stages.share("tvl1") / 2,
                                     size=(85, 64) if args.quick else (340, 256))
@@ -240,17 +259,20 @@ def run(args: argparse.Namespace) -> int:
                                               "--sections", "speed", "--device", args.device,
                                               "--fixtures", args.fixtures], csv="flow_speed.csv")
             elif stage == "train_speed":
-                archs = ["resnet18"] if args.quick else ["resnet18", "resnet101"]
-                rows = [] if args.quick else ["--rows", "auto", "fp32", "bf16", "fp16"]
                 stages.run("train_speed", ["-m", "benchmarks.speed.train_speed", *common,
-                                           *quick, "--archs", *archs, "--workers", workers,
-                                           "--compile", "off" if args.quick else "on",
-                                           *rows], csv="train_speed.csv")
+                                           *TRAIN_ARGS[bool(args.quick)], "--workers", workers],
+                           csv="train_speed.csv")
+            elif stage == "train_precisions":
+                if args.quick:
+                    stages.skip(stage, "--quick (train_speed ran the same code)")
+                else:
+                    stages.run(stage, ["-m", "benchmarks.speed.train_speed", *common,
+                                       *PRECISION_ARGS, "--workers", workers],
+                               csv="train_speed.csv", append=True)
             else:
-                stages.run("eval_speed", ["-m", "benchmarks.speed.eval_speed", *common, *quick,
-                                          "--workers", workers, "--archs",
-                                          *(["resnet18"] if args.quick else
-                                            ["resnet18", "resnet101"])], csv="eval_speed.csv")
+                stages.run("eval_speed", ["-m", "benchmarks.speed.eval_speed", *common,
+                                          *EVAL_ARGS[bool(args.quick)], "--workers", workers],
+                           csv="eval_speed.csv")
             write_summary(stages, device, args)
     print((out / "table.md").read_text())
     failed = [r["stage"] for r in stages.records if not r["status"].startswith(("ok",

@@ -19,8 +19,8 @@ model_only: 1.0 means the data path keeps the device busy. Images/s count snippe
 segments). A last row per stream runs the default-training settings under `torch.compile`
 (`first_step_s`: the first warm-up step, which compiles). `peak_gib`: peak GPU memory of the
 row. The table is rewritten after every row. Writes OUT/table.md|csv and OUT/run.json.
-`--quick` (2 CPU cores, a couple of minutes): ResNet-18 only, batch 2, 2 timed steps, 96 px,
-prefetch 2, no compiled rows unless `--compile on`.
+`--quick` (2 CPU cores, a few minutes): ResNet-18 only, batch 4, 3 timed steps, no compiled
+rows unless `--compile on`.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.speed.common import (
     add_speed_args,
+    auto_amp,
     peak_memory_gib,
     precisions,
     reset_peak_memory,
@@ -94,6 +95,14 @@ def time_steps(model, batches, *, device: torch.device, amp_dtype: torch.dtype |
     return steps * batch * SEGMENTS / (time.perf_counter() - t), first
 
 
+def selected(row: tuple, names: list[str] | None, device: torch.device) -> bool:
+    """Whether `--rows` asks for this precision row: its name starts with one of `names`;
+    "auto" also names the row with training's default settings (on a CPU: fp32)."""
+    if names is None or row[0].startswith(tuple(names)):
+        return True
+    return "auto" in names and row[1:] == (auto_amp(device), device.type == "cuda")
+
+
 def build_model(arch: str, modality: str, length: int, device: torch.device,
                 channels_last: bool, compiled: bool):
     torch.manual_seed(0)
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prefetch", type=int, default=4,
                    help="batches per worker in flight (training's loaders: 4)")
     p.add_argument("--quick", action="store_true",
-                   help="ResNet-18, batch 2, 2 steps, 96 px, prefetch 2")
+                   help="ResNet-18, batch 4, 3 steps")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="add a row per stream with the fastest settings under torch.compile "
                    "(auto: on, off with --quick: compiling takes about a minute per row on 2 "
@@ -142,8 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     note_start()
     if args.quick:
-        args.archs, args.batch_size, args.steps = ["resnet18"], 2, 2
-        args.size, args.prefetch = 96, 2
+        args.archs, args.batch_size, args.steps = ["resnet18"], 4, 3
     device = resolve_device(args.device)
     if device.type == "cuda":  # as training (engine.settings.configure_cudnn)
         torch.backends.cudnn.benchmark = True
@@ -169,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
                               input_size=args.size)
             need = (warm + args.steps + 2) * args.batch_size
             ds = VideoDataset(records * (need // len(records) + 1), src, clip, train=True)
-            rows_here = [(*r, False) for r in precisions(device)
-                         if args.rows is None or r[0].startswith(tuple(args.rows))]
+            rows_here = [(*r, False) for r in precisions(device) if selected(r, args.rows,
+                                                                              device)]
             if compiled and rows_here:  # the last (default-training) settings, compiled
                 name, amp, channels_last, _ = rows_here[-1]
                 rows_here.append((f"{name} + compile", amp, channels_last, True))
