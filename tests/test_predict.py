@@ -13,6 +13,7 @@ from two_stream.data.build import build_data
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint, save_checkpoint
+from two_stream.errors import UserError
 
 TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frames=12,
                        width=72, height=56)
@@ -56,7 +57,7 @@ def test_input_from_the_video_equals_the_input_from_its_rawframes(runs, stream):
 def test_fused_prediction_of_one_video(runs, capsys):
     video = runs / "syn" / "videos" / "Grow" / "v_Grow_g01_c01.avi"
     assert predict.main([str(video), "--spatial", str(runs / "spatial"), "--temporal",
-                         str(runs / "temporal"), "--topk", "3"]) == 0
+                         str(runs / "temporal"), "--topk", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "spatial:" and out[4] == "temporal:" and out[8].startswith(
         "fused (weighted 1:1.5, norm none):")
@@ -64,7 +65,8 @@ def test_fused_prediction_of_one_video(runs, capsys):
     assert probs == sorted(probs, reverse=True) and all(0 <= p <= 100 for p in probs)
     # the fused scores are the weighted sum of the streams' logits (TSN's rule)
     streams = predict.load_streams(predict.get_args_parser().parse_args(
-        [str(video), "--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal")]))
+        [str(video), "--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal"),
+         "--device", "cpu"]))
     a = predict.stream_scores(streams[0], video)
     b = predict.stream_scores(streams[1], video)
     fused = predict.fuse({"spatial": a, "temporal": b}, "weighted", "none", [1.0, 1.5])
@@ -79,7 +81,7 @@ def test_folder_goes_on_past_a_broken_video(runs, tmp_path, capsys):
     (folder / "broken.avi").write_bytes(b"RIFF" + bytes(500))
     out = tmp_path / "preds.csv"
     rc = predict.main([str(tmp_path / "videos"), "--temporal", str(runs / "temporal"),
-                       "--out", str(out), "--quiet"])
+                       "--out", str(out), "--quiet", "--device", "cpu"])
     assert rc == 1
     rows = {r["video_id"]: r for r in csv.DictReader(open(out))}
     assert rows["C/good"]["error"] == "" and rows["C/good"]["top1"]
@@ -93,16 +95,17 @@ def test_errors_and_old_checkpoints(runs, tmp_path, capsys, caplog):
     ck["classes"] = ck["classes"][::-1]
     save_checkpoint(tmp_path / "other.pt", ck)
     assert predict.main([str(video), "--spatial", str(tmp_path / "other.pt"), "--temporal",
-                         str(runs / "temporal")]) == 2
+                         str(runs / "temporal"), "--device", "cpu"]) == 2
     assert "must be trained on one class list" in capsys.readouterr().err
     old = load_checkpoint(runs / "spatial" / "checkpoint_best.pt")
     del old["input"]
     save_checkpoint(tmp_path / "old.pt", old)
     with caplog.at_level(logging.WARNING, logger="two_stream.predict"):
-        assert predict.main([str(video), "--spatial", str(tmp_path / "old.pt")]) == 0
+        assert predict.main([str(video), "--spatial", str(tmp_path / "old.pt"),
+                             "--device", "cpu"]) == 0
     assert "checkpoint without the extraction parameters" in caplog.text
     assert predict.main([str(tmp_path / "missing.avi"), "--spatial",
-                         str(runs / "spatial")]) == 2
+                         str(runs / "spatial"), "--device", "cpu"]) == 2
     assert "missing.avi: video not found" in capsys.readouterr().err
 
 
@@ -128,7 +131,7 @@ def test_live_scores_a_file_and_writes_the_annotated_video(runs, tmp_path, capsy
     out = tmp_path / "annotated.mp4"
     assert live.main(["--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal"),
                       "--source", str(video), "--every", "10", "--window", "16",
-                      "--segments", "3", "--out", str(out)]) == 0
+                      "--segments", "3", "--out", str(out), "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 7 and lines[-1].startswith("6 updates")  # frames 10, 20, ..., 60
     assert all(line.count("%") == 3 and "latency" in line for line in lines[:-1])
@@ -168,7 +171,8 @@ def test_live_realtime_never_lags_and_never_spans_a_dropped_frame(runs, tmp_path
 
 def test_show_without_a_gui_is_a_clear_error(runs, capsys):
     from two_stream import live
-    rc = live.main(["--spatial", str(runs / "spatial"), "--source", "nothing.avi", "--show"])
+    rc = live.main(["--spatial", str(runs / "spatial"), "--source", "nothing.avi", "--show",
+                    "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "--show needs a display" in err
 
@@ -179,7 +183,7 @@ def test_real_clip_predict_and_live(runs, fixtures, tmp_path, capsys):
     from two_stream import live
     clip = fixtures / "videos" / "ucf101" / "v_TennisSwing_g14_c03.avi"
     assert predict.main([str(clip), "--spatial", str(runs / "spatial"), "--temporal",
-                         str(runs / "temporal")]) == 0
+                         str(runs / "temporal"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "spatial:" and any(line.startswith("fused (") for line in out)
     s = predict.load_stream("temporal", runs / "temporal", torch.device("cpu"))
@@ -187,5 +191,29 @@ def test_real_clip_predict_and_live(runs, fixtures, tmp_path, capsys):
     assert views.shape == (1, 3, 6, 32, 32) and views.dtype == torch.uint8
     assert live.main(["--spatial", str(runs / "spatial"), "--temporal", str(runs / "temporal"),
                       "--source", str(clip), "--every", "16", "--window", "24", "--segments",
-                      "3", "--realtime", "--quiet"]) == 0
+                      "3", "--realtime", "--quiet", "--device", "cpu"]) == 0
     assert "updates, median latency" in capsys.readouterr().out
+
+
+def test_device_is_parsed_strictly(runs, monkeypatch, capsys):
+    """An unknown string is a one-line error (it used to land on cuda:0); cuda:N names that
+    GPU (it used to follow LOCAL_RANK, so GPU 0)."""
+    video = runs / "syn" / "videos" / "Grow" / "v_Grow_g01_c01.avi"
+    assert predict.main([str(video), "--device", "gpu", "--spatial", str(runs / "spatial")]) == 2
+    assert capsys.readouterr().err.startswith("error: --device 'gpu': expected ")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert predict.stream_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(UserError, match="only 2 CUDA device"):
+        predict.stream_device("cuda:2")
+
+
+def test_torch_flow_of_a_stream_is_the_tvl1_of_its_parameters():
+    from flow_tools.flow import LIGHT_TVL1, FlowParams, pair_flows
+    from flow_tools.params import ExtractConfig
+    rng = np.random.default_rng(0)
+    prev = rng.integers(0, 255, (3, 24, 32), dtype=np.uint8)
+    nxt = np.roll(prev, 1, axis=2)
+    cfg = ExtractConfig(flow=FlowParams("tvl1", LIGHT_TVL1, backend="torch"))
+    got = predict.stream_flows(prev, nxt, cfg, torch.device("cpu"), batch_pairs=2)
+    np.testing.assert_array_equal(got, pair_flows(prev, nxt, cfg.flow, "cpu", batch_pairs=3))

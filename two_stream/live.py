@@ -32,13 +32,22 @@ import numpy as np
 import torch
 
 from flow_tools.extract import target_size
-from flow_tools.flow import make_flow_fn, pair_flows
+from flow_tools.flow import make_flow_fn
 
 from .data.sampling import test_indices
 from .data.transforms import eval_sample, flow_snippets
 from .engine.evaluate import score_views
 from .errors import EXIT_CODES_HELP, UserError, run_cli
-from .predict import Stream, _jpeg, add_stream_args, encode_field, fuse, load_streams, top
+from .predict import (
+    Stream,
+    _jpeg,
+    add_stream_args,
+    encode_field,
+    fuse,
+    load_streams,
+    stream_flows,
+    top,
+)
 
 log = logging.getLogger("two_stream.live")
 
@@ -79,9 +88,10 @@ class Live:
         if self.flow_stream is not None:
             cfg = self.flow_stream.extraction
             self.flow_cfg = cfg
+            st = self.flow_stream
             self.flow_fn = (make_flow_fn(cfg.flow) if cfg.flow.backend == "opencv" else
-                            lambda a, b: pair_flows(a[None], b[None], cfg.flow,
-                                                    str(self.flow_stream.device))[0])
+                            lambda a, b: stream_flows(a[None], b[None], cfg, st.device,
+                                                      st.flow_compiled)[0])
 
     def _resized(self, frame: np.ndarray, stream: Stream) -> np.ndarray:
         size = target_size(frame.shape[1], frame.shape[0], stream.extraction)

@@ -19,13 +19,14 @@ import argparse
 import csv
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from flow_tools.device import DEVICE_HELP, resolve_device
 from flow_tools.extract import (
     VIDEO_EXTENSIONS,
     ExtractConfig,
@@ -36,16 +37,17 @@ from flow_tools.extract import (
 )
 from flow_tools.flow import FlowParams, pair_flows
 from flow_tools.quantize import quantize
+from flow_tools.tvl1_torch import FLOW_COMPILE_MODES, resolve_flow_compile, tvl1
 
 from .atomic import atomic_path
 from .data.frames import FrameReadError
 from .data.sampling import test_indices
 from .data.transforms import eval_sample, flow_snippets
-from .engine import distributed as dist
 from .engine.checkpoint import find_checkpoint, load_checkpoint
 from .engine.evaluate import score_views
 from .engine.train import build_model_from_checkpoint
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
+from .fuse import FusionOptions
 from .fusion import NORMS, fuse_fixed, normalize
 from .progress import progress
 
@@ -64,6 +66,7 @@ class Stream:
     classes: list[str]
     extraction: ExtractConfig  # how its training frames were made (or the old default)
     device: torch.device
+    flow_compiled: bool = False  # torch TV-L1 through torch.compile (--flow-compile)
 
 
 def load_stream(name: str, path: str | Path, device: torch.device) -> Stream:
@@ -105,21 +108,35 @@ def stream_input(stream: Stream, video: str | Path,
         return eval_sample(snippets, "rgb", c["input_size"], c["scale_size"], c["test_crops"],
                            str(video), bgr=True)
     idx = test_indices(len(frames) - cfg.step, c["test_segments"], c["new_length"])
-    fields = flow_fields(cfg, frames, np.unique(idx), stream.device)
+    fields = flow_fields(cfg, frames, np.unique(idx), stream.device, stream.flow_compiled)
     snippets = flow_snippets([fields[int(i)] for i in idx.reshape(-1)], len(idx))
     return eval_sample(snippets, "flow", c["input_size"], c["scale_size"], c["test_crops"],
                        str(video))
 
 
 def flow_fields(cfg: ExtractConfig, frames: list[np.ndarray], needed: np.ndarray,
-                device: torch.device) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                device: torch.device, compiled: bool = False
+                ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """The (x, y) flow images of the fields `needed` (only those: not the whole video), as the
     rawframes hold them: flow by the extraction's algorithm, quantised with its bound, JPEG."""
     grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    flows = pair_flows(np.stack([grey[i] for i in needed]),
-                       np.stack([grey[i + cfg.step] for i in needed]), cfg.flow, str(device),
-                       batch_pairs=32)
+    prev = np.stack([grey[i] for i in needed])
+    nxt = np.stack([grey[i + cfg.step] for i in needed])
+    flows = stream_flows(prev, nxt, cfg, device, compiled)
     return {int(i): encode_field(f, cfg) for i, f in zip(needed, flows)}
+
+
+def stream_flows(prev: np.ndarray, nxt: np.ndarray, cfg: ExtractConfig, device: torch.device,
+                 compiled: bool = False, batch_pairs: int = 32) -> np.ndarray:
+    """float32 [N, H, W, 2] flow from prev[i] to nxt[i] (grey uint8 [N, H, W]) by the
+    extraction's algorithm; the torch TV-L1 runs `compiled` where asked (predict and live on
+    CUDA by default)."""
+    if cfg.flow.backend != "torch":
+        return pair_flows(prev, nxt, cfg.flow, str(device), batch_pairs=batch_pairs)
+    a, b = torch.from_numpy(prev), torch.from_numpy(nxt)
+    return torch.cat([tvl1(a[i:i + batch_pairs], b[i:i + batch_pairs], cfg.flow.tvl1, device,
+                           compiled=compiled).cpu()
+                      for i in range(0, len(a), batch_pairs)]).numpy()
 
 
 def encode_field(flow: np.ndarray, cfg: ExtractConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +210,10 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                    help="per-stream normalisation before fusing (product: log-softmax)")
     p.add_argument("--weights", nargs=2, type=float, default=[1.0, 1.5],
                    help="spatial and temporal weights of `weighted` (TSN: 1 1.5)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--flow-compile", choices=FLOW_COMPILE_MODES, default="auto",
+                   help="torch TV-L1 backend: compile its iterations (auto: on CUDA only; a "
+                        "CPU would compile for a minute or more before the first result)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -209,10 +229,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_streams(args: argparse.Namespace) -> list[Stream]:
-    device = dist.local_device(args.device)
+def stream_device(device: str) -> torch.device:
+    """`flow_tools.device.resolve_device`: auto, cpu, cuda, cuda:N (that GPU, not the
+    launcher's local rank, as before); anything else a UserError."""
+    return resolve_device(device)
+
+
+def load_streams(args: argparse.Namespace | PredictOptions) -> list[Stream]:
+    """The streams named by `args.spatial` / `args.temporal` on `args.device`."""
+    device = stream_device(args.device)
     streams = [load_stream(n, getattr(args, n), device) for n in ("spatial", "temporal")
                if getattr(args, n)]
+    if any(s.extraction.flow.backend == "torch" for s in streams if s.clip["modality"] == "flow"):
+        compiled = resolve_flow_compile(getattr(args, "flow_compile", "auto"), device,
+                                        interactive=True)
+        for s in streams:
+            s.flow_compiled = compiled
     if not streams:
         raise UserError("give --spatial and/or --temporal (a run folder or a checkpoint)")
     for s in streams[1:]:
@@ -223,7 +255,48 @@ def load_streams(args: argparse.Namespace) -> list[Stream]:
     return streams
 
 
-def predict_video(streams: list[Stream], video: Path, args: argparse.Namespace
+def _default_fusion() -> FusionOptions:
+    return FusionOptions(methods=("weighted",), norms=("none",), weights=[1.0, 1.5])
+
+
+@dataclass
+class PredictOptions:
+    """Everything `run` needs (what the command's flags give; two_stream.cli builds it too).
+
+    `fusion`: the fusion tables' options type, with one method (average, max, weighted or
+    product) and one normalisation: the rule applied to each video's stream scores."""
+
+    target: str  # a video file, a folder of videos, or a list file
+    spatial: str | None = None  # run folder or checkpoint
+    temporal: str | None = None
+    fusion: FusionOptions = field(default_factory=_default_fusion)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    flow_compile: str = "auto"  # auto | on | off (torch TV-L1 backend)
+    topk: int = 5
+    out: str | None = None  # CSV (default for a folder or list: predictions.csv)
+    quiet: bool = False
+
+    def __post_init__(self):
+        f = self.fusion
+        if len(f.methods) != 1 or f.methods[0] not in FUSIONS:
+            raise UserError(f"predict fuses by one rule of {', '.join(FUSIONS)}; got "
+                            f"{', '.join(f.methods) or 'none'}")
+        if len(f.norms) != 1 or f.norms[0] not in NORMS:
+            raise UserError(f"predict takes one normalisation of {', '.join(NORMS)}; got "
+                            f"{', '.join(f.norms) or 'none'}")
+        if f.weights is not None and len(f.weights) != 2:
+            raise UserError(f"--weights: one per stream (spatial, temporal), got {f.weights}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "PredictOptions":
+        return cls(target=args.target, spatial=args.spatial, temporal=args.temporal,
+                   fusion=FusionOptions(methods=(args.fusion,), norms=(args.norm,),
+                                        weights=list(args.weights)),
+                   device=args.device, flow_compile=args.flow_compile, topk=args.topk,
+                   out=args.out, quiet=args.quiet)
+
+
+def predict_video(streams: list[Stream], video: Path, fusion: FusionOptions
                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(per-stream scores, fused scores) of one video; frames are decoded once per distinct
     extraction configuration."""
@@ -233,18 +306,22 @@ def predict_video(streams: list[Stream], video: Path, args: argparse.Namespace
         if s.extraction not in decoded:
             decoded[s.extraction] = list(iter_frames(video, s.extraction, {}))
         scores[s.name] = stream_scores(s, video, decoded[s.extraction])
-    weights = args.weights if len(streams) == 2 else None
-    return scores, fuse(scores, args.fusion, args.norm, weights)
+    weights = fusion.weights if len(streams) == 2 else None
+    return scores, fuse(scores, fusion.methods[0], fusion.norms[0], weights)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: PredictOptions | argparse.Namespace) -> int:
+    """Predict `args.target`; prints (one video) or writes a CSV; the exit code. (A parsed
+    Namespace of `get_args_parser` is still taken, for callers that build argv.)"""
+    if isinstance(args, argparse.Namespace):
+        args = PredictOptions.from_args(args)
     videos = video_list(Path(args.target))
     streams = load_streams(args)
     classes = streams[0].classes
     single = len(videos) == 1 and not Path(args.target).is_dir() and not args.out
     if single:
         try:
-            scores, fused = predict_video(streams, videos[0][0], args)
+            scores, fused = predict_video(streams, videos[0][0], args.fusion)
         except (VideoError, FrameReadError, cv2.error) as e:
             raise UserError(f"{videos[0][0]}: {e}") from None
         for name, s in scores.items():
@@ -252,9 +329,9 @@ def run(args: argparse.Namespace) -> int:
             for c, p in top(s, classes, args.topk):
                 print(f"  {p:6.1%}  {c}")
         if len(streams) > 1:
-            rule = args.fusion + (f" {args.weights[0]:g}:{args.weights[1]:g}"
-                                  if args.fusion == "weighted" else "")
-            print(f"fused ({rule}, norm {args.norm}):")
+            method, w = args.fusion.methods[0], args.fusion.weights
+            rule = method + (f" {w[0]:g}:{w[1]:g}" if method == "weighted" and w else "")
+            print(f"fused ({rule}, norm {args.fusion.norms[0]}):")
             for c, p in top(fused, classes, args.topk):
                 print(f"  {p:6.1%}  {c}")
         return EXIT_OK
@@ -265,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     rows, failed = [], 0
     for video, vid in progress(videos, desc="predict", unit="video", quiet=args.quiet):
         try:
-            scores, fused = predict_video(streams, video, args)
+            scores, fused = predict_video(streams, video, args.fusion)
         except (VideoError, FrameReadError, cv2.error) as e:
             failed += 1
             log.warning("%s: %s", video, e)
@@ -288,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = get_args_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+    return run_cli(lambda: run(PredictOptions.from_args(args)))
 
 
 if __name__ == "__main__":
