@@ -351,6 +351,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                       mmaction=mmaction_mean_class) for n in names]
     best = max(rows, key=lambda r: r.top1)
     raw = np.stack([np.asarray(streams[n], np.float64) for n in names])
+    structured: dict[str, Learned] = {}  # fits of the structured stack, by their features
     for method in methods:
         if method == "weighted" and weights is None:
             continue
@@ -375,18 +376,29 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                 as_log = method == "stack" and stack_model == "structured" and norm == "softmax"
                 prep = ((lambda x: precise_log_softmax(np.asarray(x, np.float64), axis=-1))
                         if as_log else (lambda x, norm=norm: normalize(x, norm)))
-                if as_log:
-                    stack = np.stack([prep(s) for s in raw])
-                v = None
-                if val is not None:
-                    v = np.stack([prep(val[0][n]) for n in names])
-                vg = [group_of(x) for x in val[2]] if val is not None and len(val) > 2 else None
-                learned = learn(method, stack, labels, groups, num_folds=num_folds, seed=seed,
-                                val_stack=v, val_labels=None if val is None else val[1],
-                                val_groups=vg, stack_model=stack_model)
+                # the model centres each video's scores: log-probabilities and logits differ
+                # by a constant per video, so [softmax] and [none] are one fit
+                key = "logits" if norm in ("none", "softmax") else norm
+                if method == "stack" and stack_model == "structured" and key in structured:
+                    learned = structured[key]
+                else:
+                    if as_log:
+                        stack = np.stack([prep(s) for s in raw])
+                    v = None
+                    if val is not None:
+                        v = np.stack([prep(val[0][n]) for n in names])
+                    vg = ([group_of(x) for x in val[2]] if val is not None and len(val) > 2
+                          else None)
+                    learned = learn(method, stack, labels, groups, num_folds=num_folds,
+                                    seed=seed, val_stack=v,
+                                    val_labels=None if val is None else val[1],
+                                    val_groups=vg, stack_model=stack_model)
+                    if method == "stack" and stack_model == "structured":
+                        structured[key] = learned
                 fused, used, detail = learned.scores, learned.labels_used, learned.detail
                 if as_log:
-                    detail = "softmax scores as log-probabilities; " + detail
+                    detail = ("softmax scores as log-probabilities (centred per video: the "
+                              "[none] logits, one fit); " + detail)
                 if learned.weights:
                     detail = ("weights " if val is not None else "weights per fold ") + "; ".join(
                         ":".join(f"{x:.2f}" for x in w) for w in learned.weights)
