@@ -70,24 +70,25 @@ SIZES = {"340x256": {"new_size": (340, 256)}, "short 128": {"new_short": 128}}
 HAS_TVL1 = hasattr(cv2, "optflow")  # opencv-contrib; the lent GPU machine's OpenCV lacks it
 
 
-def _warm_up(src: Path, size_name: str, device: torch.device) -> float:
-    """Compile the TV-L1 graphs of this frame size (a batch of 2 pairs and a batch of 1) and
-    create the CUDA context, outside every timed row; returns the seconds it took."""
+def _warm_up(src: Path, size_name: str, device: torch.device, single: bool) -> float:
+    """Compile the TV-L1 graphs of this frame size (a batch of 2 pairs, and of 1 where a batch
+    of one pair will occur) outside every timed row; returns the seconds it took."""
     clip = next(iter(sorted(src.glob("*.avi"))))
     grey = clip_frames(clip, 2, size_name)
     t = time.perf_counter()
-    for n in (2, 1):
+    for n in (2, 1) if single else (2,):
         tvl1(torch.from_numpy(grey[:n]), torch.from_numpy(grey[1:n + 1]), device=device,
              compiled=True)
     tvl1_compiled.sync(device)
     return time.perf_counter() - t
 
 
-def speed_table(fixtures: Path, frames: int, device: torch.device, *, quick: bool = False
+def speed_table(fixtures: Path, frames: int, device: torch.device, *, quick: bool = False,
+                sizes: list[str] | None = None, torch_paths: tuple[str, ...] = ("off", "on")
                 ) -> tuple[pd.DataFrame, dict]:
     """Extraction rows (torch eager / compiled, OpenCV algorithms) and the warm-up seconds."""
     rows, warm = [], {}
-    sizes = ["short 128"] if quick else list(SIZES)
+    sizes = sizes or (["short 128"] if quick else list(SIZES))
     batch = 8 if quick else 16
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "clips"
@@ -117,9 +118,12 @@ def speed_table(fixtures: Path, frames: int, device: torch.device, *, quick: boo
                     if algorithm == "tvl1" and workers == 2:
                         opencv_2[size_name] = s.pairs / s.seconds
                     print(rows[-1], flush=True)
+        pairs = len(CLIPS[:2] if quick else CLIPS) * (frames - 1)
         for size_name in sizes:
-            warm[size_name] = round(_warm_up(src, size_name, device), 1)
-            for compile_mode in ("off", "on"):
+            if "on" in torch_paths:
+                warm[size_name] = round(_warm_up(src, size_name, device,
+                                                 single=pairs % batch == 1), 1)
+            for compile_mode in torch_paths:
                 out = Path(tmp) / "out"
                 shutil.rmtree(out, ignore_errors=True)
                 cfg = ExtractConfig(flow=FlowParams("tvl1", backend="torch"), **SIZES[size_name])
@@ -322,6 +326,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "TV-L1 only) that checks the script end to end")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                    help="which tables to (re)compute; each writes its own run_<section>.json")
+    p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=None,
+                   help="speed: frame sizes (default: both; --quick: short 128)")
+    p.add_argument("--torch-paths", nargs="+", choices=["eager", "compiled"],
+                   default=["eager", "compiled"], help="speed: which torch rows")
     p.add_argument("--out", default="results/flow")
     return p
 
@@ -366,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         write_run_json(args.out, f"run_{name}.json", options=vars(args), **load,
                        loadavg_at_end=os.getloadavg())
     if "speed" in args.sections:
-        speed, warm = speed_table(fixtures, args.frames, device, quick=args.quick)
+        paths = tuple({"eager": "off", "compiled": "on"}[x] for x in args.torch_paths)
+        speed, warm = speed_table(fixtures, args.frames, device, quick=args.quick,
+                                  sizes=args.sizes, torch_paths=paths)
         clips = CLIPS[:2] if args.quick else CLIPS
         print(write_table(speed, args.out, "speed", "Flow extraction speed (real clips)",
                           f"{len(clips)} real clips x {args.frames} frames ({', '.join(clips)}),"

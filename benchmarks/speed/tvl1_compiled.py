@@ -53,18 +53,22 @@ def eager_kernels_per_iteration(device: torch.device, p: TVL1Params | None = Non
 
 def compiled_kernels_per_iteration(device: torch.device, p: TVL1Params | None = None
                                    ) -> tuple[int, float]:
-    """Kernels inductor generates for one inner iteration (a fresh compile of a 1-iteration
-    chunk, the FX cache off so it really generates them), and the compile seconds."""
+    """Kernels inductor generates for one inner iteration, compiled as `tvl1` compiles (static
+    frame size, symbolic batch: `tvl1_step.run_compiled`) but as a 1-iteration chunk and with
+    the FX cache off, so it really generates them; and the compile seconds."""
     from torch._inductor import config as inductor_config
     from torch._inductor import metrics
     p = p or TVL1Params()
+    consts = _consts(p)
+
+    def one_iteration(*a):
+        return tvl1_step.inner_chunk(*a, n=1, **consts)
+
     args = _chunk_inputs(2, 32, 40, device)
-    fn = torch.compile(lambda *a: tvl1_step.inner_chunk(*a, n=1, **_consts(p)), dynamic=True,
-                       fullgraph=True)
     metrics.reset()
     t = time.perf_counter()
     with inductor_config.patch(fx_graph_cache=False):
-        fn(*args)
+        tvl1_step.run_compiled(one_iteration, *args)
     return metrics.generated_kernel_count, time.perf_counter() - t
 
 
