@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_replace, atomic_write_text
 from .engine.checkpoint import build_model_from_checkpoint, find_checkpoint, load_checkpoint
 from .errors import EXIT_CODES_HELP, UserError, run_cli
 
@@ -85,7 +84,7 @@ def export(ck_path: Path, fmt: str, out: Path, segments: int | None = None) -> t
         program = torch.export.export(graph, (example,), dynamic_shapes={"snippets": {0: n}})
         tmp = tmp.with_name(tmp.name + ".pt2")
         torch.export.save(program, str(tmp))
-    os.replace(tmp, out)
+    atomic_replace(tmp, out)
     atomic_write_text(out.with_suffix(".json"),
                       json.dumps(sidecar(ck, [1, k, c, s, s]), indent=1) + "\n")
     return graph, example

@@ -3,14 +3,13 @@ snippet features): evaluate's core, shared by the stream CLIs and the experiment
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, atomic_replace
 from .config import Config, as_config
 from .data.build import Data
 from .data.datasets import VideoDataset
@@ -85,5 +84,5 @@ def write_features(cfg: Config, *, ck_path: Path, model, data: Data, records: li
     with open(tmp, "wb") as f:
         np.savez(f, features=out["features"], offsets=out["offsets"],
                  video_ids=np.array(out["video_ids"], dtype=str), meta=np.array(json.dumps(meta)))
-    os.replace(tmp, path)
+    atomic_replace(tmp, path)
     return path

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import synthetic_rawframes
 
 from flow_tools.errors import UserError
 from two_stream import cli
@@ -21,10 +20,8 @@ TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frame
 
 
 @pytest.fixture(scope="module")
-def syn(tmp_path_factory):
-    root = tmp_path_factory.mktemp("syn")
-    synthetic_rawframes(root, root / "frames", TINY)
-    return root
+def syn(rawframes_factory):
+    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
 
 
 def test_a_config_json_written_before_config_loads_with_its_values():

@@ -3,7 +3,6 @@ first GPU user would hit, tested on a CPU (CUDA queries are replaced where they 
 import pytest
 import torch
 import torch.distributed
-from tiny import synthetic_rawframes
 
 from flow_tools.errors import UserError
 from two_stream import cli
@@ -21,10 +20,8 @@ TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frame
 
 
 @pytest.fixture(scope="module")
-def syn(tmp_path_factory):
-    root = tmp_path_factory.mktemp("syn")
-    synthetic_rawframes(root, root / "frames", TINY)
-    return root
+def syn(rawframes_factory):
+    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
 
 
 def _train_args(syn, run_dir, *extra):

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import synthetic_rawframes
 
 from flow_tools.errors import UserError
 from two_stream import cli
@@ -29,10 +28,9 @@ TINY = SyntheticConfig(num_groups=4, clips_per_group=2, test_groups=1, num_frame
 
 
 @pytest.fixture(scope="module")
-def syn(tmp_path_factory):
-    root = tmp_path_factory.mktemp("syn")
-    synthetic_rawframes(root, root / "frames", TINY)
-    return root
+def syn(tiny):
+    assert tiny.config == TINY
+    return tiny.root  # shared, read-only: frames/, splits/, videos/
 
 
 def _args(syn: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -250,7 +248,7 @@ def test_kill_during_evaluate_then_rerun_gives_the_same_scores(syn, trained_flow
                                                                 tmp_path):
     """SIGKILL at several points of a real `evaluate` process: the score file is absent or
     complete after every kill, and the rerun writes the scores of an unbroken run."""
-    from kill import run_and_kill, timed
+    from helpers.kill import run_and_kill, timed
     run = tmp_path / "run"
     shutil.copytree(trained_flow_run, run)
     for f in run.glob("scores_*.npz"):

@@ -4,7 +4,6 @@ error; a table written as hparams reads back trial by trial."""
 import csv
 
 import pytest
-from tiny import synthetic_rawframes
 
 from two_stream import cli
 from two_stream.data.synthetic import SyntheticConfig
@@ -19,10 +18,8 @@ TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frame
 
 
 @pytest.fixture(scope="module")
-def syn(tmp_path_factory):
-    root = tmp_path_factory.mktemp("syn")
-    synthetic_rawframes(root, root / "frames", TINY)
-    return root
+def syn(rawframes_factory):
+    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
 
 
 def _train(syn, run_dir, *extra):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, atomic_replace
 from ..config import Config, as_config
 from ..data.build import Data
 from ..data.frames import RawframeSource, read_meta
@@ -42,7 +42,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
     tmp = atomic_path(path)
     torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_replace(tmp, path)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:

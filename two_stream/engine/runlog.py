@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, atomic_replace
 
 log = logging.getLogger("two_stream.train")
 
@@ -29,7 +28,7 @@ def append_log(run_dir: Path, row: dict) -> None:
         w = csv.DictWriter(f, LOG_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+    atomic_replace(tmp, path)
 
 
 def plot_curves(run_dir: Path) -> None:
@@ -54,7 +53,7 @@ def plot_curves(run_dir: Path) -> None:
     tmp = atomic_path(run_dir / "curves.png")
     fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    os.replace(tmp, run_dir / "curves.png")
+    atomic_replace(tmp, run_dir / "curves.png")
 
 
 def log_epoch(row: dict) -> None:
