@@ -361,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                           "> 1 px. Pooled over the clips where >= 1 % of the pixels move. "
                           "Seconds per pair: one run, sequential."))
         write_run_json(args.out, "run_agreement.json", options=vars(args), **load)
-    if "quality" in args.sections and HAS_TVL1:
+    if "quality" in args.sections and not HAS_TVL1:
+        print("quality: skipped (this OpenCV has no cv2.optflow)")
+    elif "quality" in args.sections:
         quality = quality_table(fixtures, device)
         print(write_table(quality, args.out, "quality", "Flow accuracy against known flow",
                           "EPE: mean end-point error over known pixels, 8 px border excluded. "
