@@ -54,6 +54,7 @@ def _legacy(cfg: Config) -> dict:
     return {k: getattr(cfg, k) for k in CONCERNS}
 
 
+@pytest.mark.e2e
 def test_fit_leaves_the_callers_config_alone_and_old_runs_resume(syn, tmp_path):
     """fit takes a Config or the {concern: dataclass} dict of before and changes neither (it
     used to write the split's class count into the caller's dict). A run whose config.json and

@@ -90,6 +90,7 @@ def test_amp_auto_takes_bf16_only_where_native(monkeypatch, capability, expected
     assert dtype == expected and scaler == (expected == torch.float16)
 
 
+@pytest.mark.e2e
 def test_resume_with_a_gradient_scaler_from_a_run_without_one(syn, tmp_path, monkeypatch):
     """A run saved with bf16 or AMP off has an empty GradScaler state; resuming it with a
     scaler (`--amp fp16`) started the scaler afresh instead of crashing on the empty state.

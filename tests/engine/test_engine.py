@@ -70,6 +70,7 @@ def test_loss_falls_when_overfitting_a_few_clips(syn, consensus):
     assert np.mean(losses[-3:]) < 0.5 * losses[0]
 
 
+@pytest.mark.e2e
 def test_resume_equals_unbroken_training(syn, tmp_path):
     argv = ["--epochs", "4", "--schedule", "cosine", "--warmup-epochs", "1",
             "--val-ratio", "0.2"]
@@ -103,6 +104,7 @@ def trained_flow_run(syn, tmp_path_factory):
     return run
 
 
+@pytest.mark.e2e
 def test_evaluate_writes_a_score_file(syn, trained_flow_run, capsys):
     rc = cli.main(["evaluate", "--run-dir", str(trained_flow_run), "--test-crops", "3"],
                   stream="temporal", modality="flow")
@@ -117,6 +119,7 @@ def test_evaluate_writes_a_score_file(syn, trained_flow_run, capsys):
     assert np.allclose(sf.scores, sf.snippet_scores.astype(np.float32).mean(1), atol=0.05)
 
 
+@pytest.mark.e2e
 def test_two_process_gloo_evaluation_equals_one_process(syn, trained_flow_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_flow_run, run)
@@ -134,6 +137,7 @@ def test_two_process_gloo_evaluation_equals_one_process(syn, trained_flow_run, t
     assert np.allclose(two.scores, one.scores, atol=1e-4)
 
 
+@pytest.mark.e2e
 def test_predict_one_video(syn, trained_flow_run, capsys):
     video = syn / "videos" / "Grow" / "v_Grow_g01_c01.avi"
     rc = cli.main(["predict", str(video), "--checkpoint",
@@ -165,6 +169,7 @@ def test_rgb_weights_for_the_flow_stream_are_refused(syn, tmp_path, capsys):
     assert rc == 2 and "conv1 has 3 input channels but this stream needs 10" in err
 
 
+@pytest.mark.e2e
 def test_config_round_trip_and_help(syn, trained_flow_run, capsys):
     import json
     saved = json.loads((trained_flow_run / "config.json").read_text())
@@ -194,6 +199,7 @@ def test_chunked_views_equal_one_pass():
         assert torch.allclose(v1, v2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_two_process_gloo_training(syn, tmp_path):
     """torchrun with 2 CPU processes: DDP trains, rank 0 alone writes the run directory."""
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -209,6 +215,7 @@ def test_two_process_gloo_training(syn, tmp_path):
     assert len(log) == 2
 
 
+@pytest.mark.e2e
 def test_folder_dataset_trains_from_video_files(syn, tmp_path):
     """--dataset folder: <Class>/<video> files, split generated and saved, RGB from videos."""
     videos = tmp_path / "my_videos"
@@ -237,6 +244,7 @@ def test_schedule_steps_equal_loader_batches(n, batch, world):
         assert train_steps(n, batch, world) == len(loader) == sum(1 for _ in loader)
 
 
+@pytest.mark.e2e
 def test_evaluate_val_without_hold_out_is_a_clear_error(syn, trained_flow_run, capsys):
     rc = cli.main(["evaluate", *_args(syn, trained_flow_run, "--val-ratio", "0"),
                    "--eval-split", "val"], stream="temporal", modality="flow")
@@ -244,6 +252,7 @@ def test_evaluate_val_without_hold_out_is_a_clear_error(syn, trained_flow_run, c
     assert rc == 2 and "no videos to score" in err and "--val-ratio is 0" in err
 
 
+@pytest.mark.e2e
 def test_kill_during_evaluate_then_rerun_gives_the_same_scores(syn, trained_flow_run,
                                                                 tmp_path):
     """SIGKILL at several points of a real `evaluate` process: the score file is absent or
@@ -272,6 +281,7 @@ def test_kill_during_evaluate_then_rerun_gives_the_same_scores(syn, trained_flow
     assert not list(run.glob(".scores_test.npz.tmp-*"))  # leftovers of the killed runs gone
 
 
+@pytest.mark.e2e
 def test_gradient_accumulation_equals_the_large_batch(syn, tmp_path):
     """--accumulate 2 (micro-batches of 4) ends with the weights of plain batches of 8: same
     samples, same order, same steps. A frozen backbone (no batch statistics) and no dropout,
@@ -317,6 +327,7 @@ def test_persistent_workers_still_reach_each_epochs_sampling(syn, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(got[0], got[2]))
 
 
+@pytest.mark.e2e
 def test_ddp_keeps_ranks_in_sync_on_different_data(tmp_path):
     """2 gloo processes see different data; after two accumulated steps their weights are
     identical (the gradients were all-reduced) while their data differ."""
@@ -330,6 +341,7 @@ def test_ddp_keeps_ranks_in_sync_on_different_data(tmp_path):
     assert d0 != d1 and w0 == w1
 
 
+@pytest.mark.e2e
 def test_bf16_and_channels_last_reach_every_convolution(syn, tmp_path):
     """With --amp bf16 --channels-last on, every convolution of training and of evaluation
     gets NHWC inputs and weights and computes in bf16; with both off, none does (so the test
@@ -367,6 +379,7 @@ def test_bf16_and_channels_last_reach_every_convolution(syn, tmp_path):
         fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))
 
 
+@pytest.mark.e2e
 def test_decode_gpu_path_trains_and_evaluates_on_cpu(syn, tmp_path):
     """--decode gpu (JPEG bytes from the workers, decoded by torchvision in the main process)
     runs the whole train / evaluate loop; on a CPU it is the code path CUDA takes."""
@@ -383,6 +396,7 @@ def test_decode_gpu_path_trains_and_evaluates_on_cpu(syn, tmp_path):
     assert np.isfinite(float(row["val_loss"]))
 
 
+@pytest.mark.e2e
 def test_evaluate_saves_snippet_features(syn, trained_flow_run, tmp_path):
     """--save-features: pooled backbone features per test snippet, crops averaged, keyed by
     video id; the head applied to them gives back the scores; --feature-stride S takes a
@@ -410,6 +424,7 @@ def test_evaluate_saves_snippet_features(syn, trained_flow_run, tmp_path):
     assert meta["feature_stride"] == 4 and (counts == 11 // 4).all()  # 11 flow fields
 
 
+@pytest.mark.e2e
 def test_prob_averaging_of_views_and_topk_consensus_through_evaluate(syn, trained_flow_run,
                                                                      tmp_path):
     from two_stream.engine.evaluate import score_views
@@ -425,6 +440,7 @@ def test_prob_averaging_of_views_and_topk_consensus_through_evaluate(syn, traine
     assert torch.allclose(prob.exp(), per_crop.softmax(-1).mean(1), atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_resume_with_other_settings_is_a_one_line_error(syn, tmp_path, capsys):
     run = tmp_path / "r"
     assert cli.main(["train", *_args(syn, run, "--epochs", "1", "--val-ratio", "0")]) == 0
@@ -438,6 +454,7 @@ def test_resume_with_other_settings_is_a_one_line_error(syn, tmp_path, capsys):
     assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
 
 
+@pytest.mark.e2e
 def test_resume_from_a_changed_weights_file_is_another_run(syn, tmp_path, capsys):
     """Same path, other bytes: the weights digest is part of the run's identity."""
     weights = tmp_path / "cnn.pt"
@@ -467,6 +484,7 @@ def test_validation_hold_out_does_not_follow_the_training_seed(syn):
     assert ids(a.val) != ids(c.val)
 
 
+@pytest.mark.e2e
 def test_mmaction_annotation_lists_train_and_evaluate(syn, tmp_path):
     """--dataset mmaction: the synthetic split written as MMAction2 rawframe lists gives the
     same records, and trains and scores through the stream CLI."""
@@ -488,6 +506,7 @@ def test_mmaction_annotation_lists_train_and_evaluate(syn, tmp_path):
     assert sf.classes == split.classes and sf.labels.tolist() == [r.label for r in split.test]
 
 
+@pytest.mark.e2e
 def test_compile_trains_the_same_network(syn, tmp_path, monkeypatch):
     """--compile runs the training steps through torch.compile (here with its aot_eager
     backend: the same graph capture, forward and backward, without inductor's C++ build) and

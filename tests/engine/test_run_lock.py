@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from two_stream.data.synthetic import SyntheticConfig
 
 TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frames=8,
                        width=48, height=40)
 
 
+@pytest.mark.e2e
 def test_a_second_writer_of_a_run_directory_is_refused(rawframes_factory, tmp_path):
     syn = rawframes_factory(TINY)
     run = tmp_path / "run"

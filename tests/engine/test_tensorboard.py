@@ -35,6 +35,7 @@ def _read(path):
     return acc
 
 
+@pytest.mark.e2e
 def test_training_scalars_read_back_and_equal_log_csv(syn, tmp_path):
     run = tmp_path / "r"
     assert cli.main(_train(syn, run, "--epochs", "2", "--tensorboard", "on",
@@ -58,6 +59,7 @@ def test_training_scalars_read_back_and_equal_log_csv(syn, tmp_path):
     assert all(e.value > 0 for e in acc.Scalars("speed/samples_per_s"))
 
 
+@pytest.mark.e2e
 def test_off_writes_nothing_and_on_without_tensorboard_is_one_line(syn, tmp_path, capsys,
                                                                     monkeypatch):
     assert cli.main(_train(syn, tmp_path / "off", "--epochs", "1", "--tensorboard",
