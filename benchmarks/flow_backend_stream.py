@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         flow = dataclasses.replace(preset["flow"], backend=backend)
         s = extract_all(videos, frames, ExtractConfig(flow=flow), workers=os.cpu_count() or 1,
                         quiet=True, device=args.device, batch_pairs=32)
-        cfgs = recipes.stream_configs(
+        cfg = recipes.stream_configs(
             "temporal", "mean", preset=preset, dataset="synthetic", split=1,
             split_dir=split_dir, frames=frames, work=work / backend, seed=args.seed,
             data_seed=args.seed, quiet=True, overrides=recipes.Overrides(epochs=args.epochs))
-        sf = load_scores(recipes.train_and_score(cfgs, "temporal").scores["test"])
+        sf = load_scores(recipes.train_and_score(cfg, "temporal").scores["test"])
         c = topk_correct(sf.scores, sf.labels, 1)
         correct[backend] = strict_correct(sf.scores, sf.labels)  # 0/1 for McNemar
         lo, hi = bootstrap_ci(c, args.resamples, seed=args.seed)

@@ -29,12 +29,14 @@ import pandas as pd
 
 from flow_tools.executors import add_executor_args
 from two_stream import recipes, runlock
+from two_stream.config import Config
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import VideoFileSource
 from two_stream.data.splits import resolve_records
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fuse import FusionOptions, split_summary, write_fusion_tables
 from two_stream.fusion import fuse_fixed
+from two_stream.fusion_choices import STACK_MODELS
 from two_stream.jobs import TrainJob, train_waves, training_options
 from two_stream.report import (
     atomic_write_text,
@@ -59,6 +61,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5],
                    help="spatial:temporal weights of the `weighted` row, fixed in advance")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--stack", default="structured", choices=STACK_MODELS,
+                   help="model of the fusion table's `stack` rows (as benchmarks/fuse.py): "
+                        "structured (per-stream per-class weights + a class bias) or full")
     p.add_argument("--name", help="results/<name>/ (default: demo for synthetic)")
     p.add_argument("--seed", type=int, default=0, help="seed of training (initialisation, "
                                                        "sampling, augmentation)")
@@ -166,7 +171,7 @@ def step_fuse(args, scores, manifest, out: Path, streams_df: pd.DataFrame) -> st
     keys = [(s, cons) for cons in args.consensus for s in names]
     opts = FusionOptions(
         weights=list(args.fusion_weights) if len(names) == len(args.fusion_weights) else None,
-        resamples=args.resamples, seed=args.seed, grid=True,
+        resamples=args.resamples, seed=args.seed, grid=True, stack=args.stack,
         title=f"Fusion of {' + '.join(names)} ({main_cons} consensus), test split")
     res = write_fusion_tables({k: scores[k]["test"] for k in keys}, opts, out,
                               val={k: scores[k]["val"] for k in keys})
@@ -261,8 +266,8 @@ def default_name(args, splits: list[int]) -> str:
 
 
 def split_configs(args, split: int, split_dir: Path, frames: Path, work: Path, preset: dict
-                  ) -> dict[tuple[str, str], dict]:
-    """{(stream, consensus): configs} of one split, in training order (an lstm run after the
+                  ) -> dict[tuple[str, str], Config]:
+    """{(stream, consensus): config} of one split, in training order (an lstm run after the
     mean run whose CNN it freezes)."""
     order = sorted(args.consensus, key=lambda c: c == "lstm")
     return {(stream, cons): recipes.stream_configs(
@@ -277,8 +282,8 @@ def train_in_parallel(args, splits: list[int], split_dir: Path, frames: Path, wo
     """--executor local|slurm: every split x stream x consensus run that is not done, as job
     arrays (the lstm runs in a second wave, after the mean runs they start from). False when
     the command should stop here (--dry-run, --no-wait)."""
-    runs = [(cons, TrainJob(cfgs, stream)) for split in splits
-            for (stream, cons), cfgs in split_configs(args, split, split_dir, frames, work,
+    runs = [(cons, TrainJob(cfg, stream)) for split in splits
+            for (stream, cons), cfg in split_configs(args, split, split_dir, frames, work,
                                                       preset).items()]
     waves = [[j for c, j in runs if c != "lstm"], [j for c, j in runs if c == "lstm"]]
     options = training_options(args, folder=work / "submitit" / args.name,
@@ -294,12 +299,11 @@ def run_split(args, split: int, videos_split_dir: Path, frames: Path, work: Path
     """Both streams x every consensus on one split, its fusion table and README in `out`."""
     scores, configs = {}, {}
     tag = f"split{split} " if recipes.parse_splits(args.split) != [split] else ""
-    for (stream, cons), cfgs in split_configs(args, split, videos_split_dir, frames, work,
-                                              preset).items():
-        configs[f"split{split}/{stream}_{cons}"] = {k: dataclasses.asdict(v)
-                                                    for k, v in cfgs.items()}
+    for (stream, cons), cfg in split_configs(args, split, videos_split_dir, frames, work,
+                                             preset).items():
+        configs[f"split{split}/{stream}_{cons}"] = cfg.to_dict()
         with timer(f"{tag}train+score {stream} {cons}"):
-            scores[(stream, cons)] = recipes.train_and_score(cfgs, stream).scores
+            scores[(stream, cons)] = recipes.train_and_score(cfg, stream).scores
     scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
     streams_df = stream_table(scores, manifest)
     out.mkdir(parents=True, exist_ok=True)

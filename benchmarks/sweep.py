@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,7 +39,8 @@ from benchmarks.sweep_tables import cell_slug, plot, summarise, verdicts
 from flow_tools.executors import add_executor_args
 from flow_tools.flow import ALGORITHMS, FlowParams
 from two_stream import recipes, runlock
-from two_stream.config import CONCERNS
+from two_stream.config import CONCERNS, Config
+from two_stream.engine.tensorboard import wants_board, write_hparams
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.jobs import TrainJob, train_waves, training_options
 from two_stream.progress import progress
@@ -74,6 +77,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
                    help="a fixed value for every cell (same keys as --grid)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--tensorboard", default="auto", choices=("auto", "on", "off"),
+                   help="the table as TensorBoard hparams in <work-dir>/sweeps/<name>/"
+                        "tb_hparams/ (auto: when tensorboard is installed)")
     add_executor_args(p)
     return p
 
@@ -130,18 +136,39 @@ def parse_assignments(items: list[str], many: bool) -> dict[str, list]:
     return out
 
 
-def apply(cfgs: dict, values: dict) -> dict:
-    """Set `concern.field` values on the stream's dataclasses (flow.algorithm is not one)."""
-    out = dict(cfgs)
+def apply(cfg: Config, values: dict) -> Config:
+    """`cfg` with `concern.field` values set (flow.algorithm is not a config field)."""
     for key, value in values.items():
         if key == FLOW_KEY:
             continue
         concern, _, name = key.partition(".")
-        out[concern] = dataclasses.replace(out[concern], **{name: value})
-    clip = out["clip"]  # the model follows the clip, as on the stream CLIs
-    out["model"] = dataclasses.replace(out["model"], modality=clip.modality,
-                                       new_length=clip.new_length)
-    return out
+        cfg = cfg.replace(**{concern: dataclasses.replace(getattr(cfg, concern),
+                                                          **{name: value})})
+    # the model follows the clip, as on the stream CLIs
+    return cfg.replace(model=dataclasses.replace(cfg.model, modality=cfg.clip.modality,
+                                                 new_length=cfg.clip.new_length))
+
+
+def resolved_config(plan: Plan) -> dict:
+    """A run's config as training resolved it (num_classes from the split): its
+    config.json's concerns, else the requested ones."""
+    path = Path(plan.run_dir) / "config.json"
+    if not path.exists():
+        return plan.cfg.to_dict()
+    return Config.from_dict(json.loads(path.read_text()), source=str(path)).to_dict()
+
+
+HPARAMS_DIR = "tb_hparams"
+HPARAM_METRICS = ("top1_mean", "top1_sd", "top5_mean", "mean_class_acc_mean", "val_top1_mean")
+
+
+def write_table_hparams(table: pd.DataFrame, keys: list[str], log_dir: Path) -> int:
+    """The table as TensorBoard hparams (one trial per cell: the swept values and the seed
+    count as hyperparameters, the means over seeds as metrics); rewritten whole each time,
+    so a rerun does not add a second copy of every trial."""
+    shutil.rmtree(log_dir, ignore_errors=True)
+    rows = table[[*keys, "seeds", *HPARAM_METRICS]].to_dict("records")
+    return write_hparams(log_dir, rows, metrics=list(HPARAM_METRICS))
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -150,13 +177,13 @@ class Plan:
     """One training run: a cell's configuration and seed, or the CNN an LSTM cell freezes."""
     cell: dict
     seed: int
-    cfgs: dict
+    cfg: Config
     is_cell: bool = True
     needs: "Plan | None" = None  # the mean run whose CNN an LSTM cell freezes
 
     @property
     def run_dir(self) -> str:
-        return self.cfgs["run"].run_dir
+        return self.cfg.run.run_dir
 
 
 def flow_frames(args, videos: Path, work: Path, preset: dict, algorithm: str | None) -> Path:
@@ -190,14 +217,15 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
     split = recipes.parse_splits(args.split)[0]
 
     def make(cell: dict, values: dict, seed: int, slug: str, is_cell: bool) -> Plan:
-        cfgs = recipes.stream_configs(
+        cfg = recipes.stream_configs(
             args.stream, "mean", preset=preset, dataset=args.dataset, split=split,
             split_dir=split_dir, frames=frames[values.get(FLOW_KEY)], work=work, seed=seed,
             data_seed=args.data_seed, quiet=args.quiet,
             overrides=recipes.Overrides.from_args(args))
-        cfgs = apply(cfgs, values)
-        cfgs["run"] = dataclasses.replace(cfgs["run"], run_dir=str(root / slug / f"seed{seed}"))
-        return Plan(cell, seed, cfgs, is_cell)
+        cfg = apply(cfg, values)
+        cfg = cfg.replace(run=dataclasses.replace(cfg.run, run_dir=str(root / slug /
+                                                                       f"seed{seed}")))
+        return Plan(cell, seed, cfg, is_cell)
 
     cells = [make(dict(zip(keys, combo)), {**fixed, **dict(zip(keys, combo))}, seed,
                   cell_slug(dict(zip(keys, combo))), True)
@@ -205,7 +233,7 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
     by_dir = {p.run_dir: p for p in cells}
     cnns: dict[str, Plan] = {}
     for plan in cells:
-        if plan.cfgs["model"].consensus != "lstm" or "model.weights" in {**fixed, **plan.cell}:
+        if plan.cfg.model.consensus != "lstm" or "model.weights" in {**fixed, **plan.cell}:
             continue
         # the same cell with mean consensus and no head settings: a grid cell, or a cnn_ run
         cnn_cell = {k: ("mean" if k == "model.consensus" else v) for k, v in plan.cell.items()
@@ -216,18 +244,18 @@ def plan_runs(args, grid: dict, fixed: dict, frames: dict, split_dir: Path, work
         cnn = make(cnn_cell, values, plan.seed, slug, False)
         cnn = by_dir.get(cnn.run_dir) or cnns.setdefault(cnn.run_dir, cnn)
         plan.needs = cnn
-        plan.cfgs["model"] = dataclasses.replace(
-            plan.cfgs["model"], freeze_backbone=True,
-            weights=str(Path(cnn.run_dir) / "checkpoint_best.pt"))
+        plan.cfg = plan.cfg.replace(model=dataclasses.replace(
+            plan.cfg.model, freeze_backbone=True,
+            weights=str(Path(cnn.run_dir) / "checkpoint_best.pt")))
     return [*cnns.values(), *sorted(cells, key=lambda p: p.needs is not None)]
 
 
 def run_plan(plan: Plan, stream: str, submitted: recipes.StreamRun | None = None) -> dict:
     """A run's row of runs.csv; trains it here unless it was `submitted` as a job (then only
     reads its score files)."""
-    run_dir = Path(plan.cfgs["run"].run_dir)
+    run_dir = Path(plan.run_dir)
     t0 = time.perf_counter()
-    trained = submitted or recipes.train_and_score(plan.cfgs, stream)
+    trained = submitted or recipes.train_and_score(plan.cfg, stream)
     paths, trained_now = trained.scores, trained.trained_now
     test = recipes.score_metrics(load_scores(paths["test"]))
     val = load_scores(paths["val"]) if paths["val"].exists() else None
@@ -287,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seeds {args.seeds}: a seed is repeated")
     if args.stream == "spatial" and (FLOW_KEY in grid or FLOW_KEY in fixed):
         raise UserError(f"{FLOW_KEY} changes only the temporal stream's input")
+    wants_board(args.tensorboard)  # --tensorboard on without tensorboard: say so before training
     with runlock.acquire(args.work_dir, what="work directory"):
         return _run(args, grid, fixed, started)
 
@@ -304,8 +333,8 @@ def _run(args: argparse.Namespace, grid: dict, fixed: dict, started: float) -> i
     submitted: dict[str, recipes.StreamRun] = {}
     if args.executor != "inprocess" or args.dry_run:
         # one job per cell x seed; an LSTM cell in a second wave, after its mean run
-        waves = [[TrainJob(p.cfgs, args.stream) for p in plans if p.needs is None],
-                 [TrainJob(p.cfgs, args.stream) for p in plans if p.needs is not None]]
+        waves = [[TrainJob(p.cfg, args.stream) for p in plans if p.needs is None],
+                 [TrainJob(p.cfg, args.stream) for p in plans if p.needs is not None]]
         options = training_options(args, folder=work / "submitit" / args.name,
                                    job_name=f"sweep-{args.name}")
         submitted = train_waves(waves, options, dry_run=args.dry_run)
@@ -330,12 +359,13 @@ def _run(args: argparse.Namespace, grid: dict, fixed: dict, started: float) -> i
     write_table(runs, out, "runs", f"{args.name}: every run")
     plot(table, keys, out)
     write_readme(out, args, table, keys, runs)
+    if wants_board(args.tensorboard):
+        write_table_hparams(table, keys, work / "sweeps" / args.name / HPARAMS_DIR)
     write_run_json(out, options=vars(args), grid={k: list(map(str, v)) for k, v in grid.items()},
                    fixed={k: str(v) for k, v in fixed.items()},
                    total_seconds=round(time.perf_counter() - started, 1),
                    trained_now=int(runs.trained_now.sum()), synthetic=manifest,
-                   run_configs={p.run_dir: {k: dataclasses.asdict(v)
-                                            for k, v in p.cfgs.items()} for p in plans})
+                   run_configs={p.run_dir: resolved_config(p) for p in plans})
     print(markdown_table(table))
     print(f"results in {out}/ ({time.perf_counter() - started:.0f} s, "
           f"{int(runs.trained_now.sum())} of {len(runs)} runs trained now)")

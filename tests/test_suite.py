@@ -138,26 +138,26 @@ def test_hmdb51_tsn_preset_on_the_official_splits(fixtures, tmp_path):
          "--frames", str(tmp_path), "--split", "all"])
     preset = recipes.preset_for(args.preset, args.dataset)
 
-    def configs(stream: str, split: int, preset: dict = preset) -> dict:
+    def configs(stream: str, split: int, preset: dict = preset):
         return recipes.stream_configs(stream, "mean", preset=preset, dataset=args.dataset,
                                       split=split, split_dir=split_dir, frames=tmp_path,
                                       work=tmp_path, seed=0, data_seed=args.data_seed)
     rgb = configs("spatial", 2)
-    assert (rgb["model"].arch, rgb["model"].weights, rgb["model"].partial_bn,
-            rgb["model"].dropout) == ("resnet50", "imagenet", False, 0.4)
-    assert (rgb["clip"].num_segments, rgb["clip"].test_segments, rgb["clip"].test_crops) == (
+    assert (rgb.model.arch, rgb.model.weights, rgb.model.partial_bn,
+            rgb.model.dropout) == ("resnet50", "imagenet", False, 0.4)
+    assert (rgb.clip.num_segments, rgb.clip.test_segments, rgb.clip.test_crops) == (
         8, 8, 1)
-    o = rgb["optim"]
+    o = rgb.optim
     assert (o.lr, o.momentum, o.weight_decay, o.epochs, tuple(o.milestones), o.clip_grad) == (
         0.025, 0.9, 1e-4, 50, (20, 40), 20.0)
     flow = configs("temporal", 2)
-    assert (flow["model"].arch, flow["optim"].lr, flow["clip"].new_length,
-            flow["clip"].num_segments) == ("resnet50", 0.005, 5, 3)
+    assert (flow.model.arch, flow.optim.lr, flow.clip.new_length,
+            flow.clip.num_segments) == ("resnet50", 0.005, 5, 3)
     # UCF101's preset is untouched
     ucf = configs("spatial", 1, recipes.preset_for("tsn", "ucf101"))
-    assert (ucf["model"].arch, ucf["clip"].num_segments) == ("resnet101", 3)
+    assert (ucf.model.arch, ucf.clip.num_segments) == ("resnet101", 3)
     for n in recipes.parse_splits(args.split):
-        d = configs("spatial", n)["data"]
+        d = configs("spatial", n).data
         assert (d.dataset, d.split, d.val_ratio) == ("hmdb51", n, 0.1)
         split = load_split(d)
         assert (len(split.train), len(split.test), len(split.classes)) == (3570, 1530, 51)

@@ -61,6 +61,26 @@ def test_a_two_cell_two_seed_sweep_writes_its_table(swept):
 
 
 @pytest.mark.e2e
+def test_the_table_reads_back_as_tensorboard_hparams(swept):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    root, _ = swept
+    table = pd.read_csv(root / "first" / "table.csv")
+    trials = sorted((root / "work" / "sweeps" / "s" / sweep.HPARAMS_DIR).iterdir())
+    assert len(trials) == len(table) == 2
+    for trial, (_, row) in zip(trials, table.iterrows()):
+        acc = accumulator.EventAccumulator(str(trial))
+        acc.Reload()
+        assert [e.value for e in acc.Scalars("hparam/top1_mean")] == pytest.approx(
+            [row.top1_mean])
+        from tensorboard.plugins.hparams import plugin_data_pb2
+        start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
+                     for t, c in acc.PluginTagToContent("hparams").items()
+                     if t.endswith("session_start_info"))
+        assert start.hparams["model.consensus"].string_value == row["model.consensus"]
+        assert start.hparams["seeds"].number_value == 2
+
+
+@pytest.mark.e2e
 def test_each_seed_is_its_own_run_on_one_split(swept):
     root, _ = swept
     base = root / "work" / "sweeps" / "s"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from flow_tools.executors import ExecutorOptions, options_from_args, sbatch_text, submit_array
 
+from .config import Config
 from .engine.checkpoint import load_checkpoint
 from .recipes import StreamRun, run_finished, scores_current, train_and_score
 
@@ -27,26 +28,26 @@ log = logging.getLogger("two_stream.jobs")
 
 @dataclass(frozen=True)
 class TrainJob:
-    """One run to train and score: its configs and its stream's name (picklable, so it can
+    """One run to train and score: its config and its stream's name (picklable, so it can
     travel to a subprocess or a Slurm node)."""
-    cfgs: dict
+    cfg: Config
     stream: str
 
     @property
     def run_dir(self) -> str:
-        return self.cfgs["run"].run_dir
+        return self.cfg.run.run_dir
 
 
-def run_done(cfgs: dict) -> bool:
+def run_done(cfg: Config) -> bool:
     """Nothing left to do for this run: finished with these settings, and the score files of
     its best checkpoint under this test protocol exist (reads only)."""
-    run_dir = Path(cfgs["run"].run_dir)
+    run_dir = Path(cfg.run.run_dir)
     best = run_dir / "checkpoint_best.pt"
-    if not run_finished(run_dir, cfgs) or not best.exists():
+    if not run_finished(run_dir, cfg) or not best.exists():
         return False
     epoch = load_checkpoint(best)["epoch"]
-    splits = ("val", "test") if cfgs["data"].val_ratio > 0 else ("test",)
-    return all(scores_current(run_dir / f"scores_{s}.npz", epoch, cfgs["clip"]) for s in splits)
+    splits = ("val", "test") if cfg.data.val_ratio > 0 else ("test",)
+    return all(scores_current(run_dir / f"scores_{s}.npz", epoch, cfg.clip) for s in splits)
 
 
 def training_options(args: argparse.Namespace, *, folder: Path, job_name: str
@@ -69,7 +70,7 @@ def _distributed_from_job() -> None:
 def train_job(job: TrainJob) -> StreamRun:
     """An array task: train (or resume) and score one run."""
     _distributed_from_job()
-    return train_and_score(job.cfgs, job.stream)
+    return train_and_score(job.cfg, job.stream)
 
 
 def train_waves(waves: Sequence[Sequence[TrainJob]], options: ExecutorOptions, *,
@@ -80,7 +81,7 @@ def train_waves(waves: Sequence[Sequence[TrainJob]], options: ExecutorOptions, *
     nothing."""
     done: dict[str, StreamRun] = {}
     for i, wave in enumerate(waves):
-        todo = [j for j in wave if not run_done(j.cfgs)]
+        todo = [j for j in wave if not run_done(j.cfg)]
         log.info("wave %d: %d of %d runs to train", i + 1, len(todo), len(wave))
         if dry_run:
             print(sbatch_text(options, max(len(todo), 1)))

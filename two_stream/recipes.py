@@ -22,19 +22,26 @@ from pathlib import Path
 from flow_tools.extract import ExtractConfig, Summary, extract_all
 from flow_tools.flow import LIGHT_TVL1, FlowParams
 
-from .config import MODALITY_DEFAULTS, DataConfig, OptimConfig, RunConfig, merge_concerns
+from .config import (
+    MODALITY_DEFAULTS,
+    Config,
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    merge_concerns,
+)
 from .data.build import build_data
 from .data.datasets import ClipConfig
 from .data.splits import Split
 from .data.synthetic import MANIFEST, SyntheticConfig, generate
 from .engine import distributed as dist
-from .engine.checkpoint import load_checkpoint
-from .engine.train import fit, identity_diff, saved_config
+from .engine.checkpoint import identity_diff, load_checkpoint, saved_config
+from .engine.train import fit
 from .errors import UserError
 from .metrics import class_mean, topk_accuracy, topk_correct
 from .models.tsn import ModelConfig
+from .score_checkpoint import write_scores
 from .scores import ScoreFile, load_scores
-from .scoring import write_scores
 
 log = logging.getLogger("two_stream.recipes")
 STREAMS = {"spatial": "rgb", "temporal": "flow"}
@@ -135,8 +142,8 @@ def parse_splits(values: list[str]) -> list[int]:
 
 def stream_configs(stream: str, consensus: str, *, preset: dict, dataset: str, split: int,
                    split_dir: Path, frames: Path, work: Path, seed: int, data_seed: int,
-                   quiet: bool = False, overrides: Overrides = Overrides()) -> dict:
-    """The dataclasses the stream CLIs build for one stream x consensus of a recipe, in
+                   quiet: bool = False, overrides: Overrides = Overrides()) -> Config:
+    """The config the stream CLIs build for one stream x consensus of a recipe, in
     `<work>/runs/split<split>/<stream>_<consensus>/`. `dataset` "synthetic" reads the
     generated set as UCF101 lists; `seed` seeds training, `data_seed` the validation hold-out.
     An `lstm` run starts from, and freezes, the CNN of the same stream's `mean` run."""
@@ -156,16 +163,16 @@ def stream_configs(stream: str, consensus: str, *, preset: dict, dataset: str, s
         # the CNN-LSTM recipe: the LSTM head learns on the frozen CNN of the mean run
         model.update(freeze_backbone=True,
                      weights=str(runs / f"{stream}_mean" / "checkpoint_best.pt"))
-    return {
-        "data": DataConfig(**{**over.get("data", {}),
-                              "dataset": "ucf101" if dataset == "synthetic" else dataset,
-                              "split": split, "split_dir": str(split_dir),
-                              "frames": str(frames), "val_seed": data_seed}),
-        "clip": ClipConfig(**over["clip"]),
-        "model": ModelConfig(**model),
-        "optim": OptimConfig(**over["optim"]),
-        "run": RunConfig(run_dir=str(run_dir), seed=seed, resume=True, quiet=quiet),
-    }
+    return Config(
+        data=DataConfig(**{**over.get("data", {}),
+                           "dataset": "ucf101" if dataset == "synthetic" else dataset,
+                           "split": split, "split_dir": str(split_dir), "frames": str(frames),
+                           "val_seed": data_seed}),
+        clip=ClipConfig(**over["clip"]),
+        model=ModelConfig(**model),
+        optim=OptimConfig(**over["optim"]),
+        run=RunConfig(run_dir=str(run_dir), seed=seed, resume=True, quiet=quiet),
+    )
 
 
 def score_metrics(sf: ScoreFile) -> dict[str, float]:
@@ -281,19 +288,19 @@ def extract_frames(videos: Path, out: Path, *, preset: dict, flow: FlowParams | 
 TRAINING_OUTPUTS = ("checkpoint_", "scores_", "features_", "log.csv", "curves.png")
 
 
-def _saved_diff(run_dir: Path, cfgs: dict) -> tuple[dict | None, str]:
-    """(the run's last checkpoint or None, how its settings differ from `cfgs`: '' if not)."""
+def _saved_diff(run_dir: Path, cfg: Config) -> tuple[dict | None, str]:
+    """(the run's last checkpoint or None, how its settings differ from `cfg`: '' if not)."""
     last = run_dir / "checkpoint_last.pt"
     if not last.exists():
         return None, ""
     ck = load_checkpoint(last)
-    return ck, identity_diff(saved_config(ck), cfgs)
+    return ck, identity_diff(saved_config(ck), cfg)
 
 
-def run_finished(run_dir: Path, cfgs: dict) -> bool:
+def run_finished(run_dir: Path, cfg: Config) -> bool:
     """A finished run of exactly these settings is in `run_dir` (reads only)."""
-    ck, diff = _saved_diff(run_dir, cfgs)
-    return ck is not None and not diff and ck["epoch"] >= cfgs["optim"].epochs
+    ck, diff = _saved_diff(run_dir, cfg)
+    return ck is not None and not diff and ck["epoch"] >= cfg.optim.epochs
 
 
 def clear_run(run_dir: Path) -> list[Path]:
@@ -307,19 +314,19 @@ def clear_run(run_dir: Path) -> list[Path]:
     return gone
 
 
-def reuse_or_clear(run_dir: Path, cfgs: dict) -> bool:
+def reuse_or_clear(run_dir: Path, cfg: Config) -> bool:
     """True when a finished run of exactly these settings is in `run_dir` (reuse it). A run
     there made with other settings (an older preset, another seed) is deleted, so it is
     trained again, never reused silently; an unfinished one of these settings is kept for
     training to resume."""
-    ck, diff = _saved_diff(run_dir, cfgs)
+    ck, diff = _saved_diff(run_dir, cfg)
     if ck is None:
         return False
     if diff:
         log.warning("%s: trained with other settings (%s): training again", run_dir, diff)
         clear_run(run_dir)
         return False
-    return ck["epoch"] >= cfgs["optim"].epochs
+    return ck["epoch"] >= cfg.optim.epochs
 
 
 @dataclass(frozen=True)
@@ -329,21 +336,21 @@ class StreamRun:
     trained_now: bool
 
 
-def train_and_score(cfgs: dict, stream: str) -> StreamRun:
+def train_and_score(cfg: Config, stream: str) -> StreamRun:
     """Train (or resume, or reuse) a run, then write scores_val.npz and scores_test.npz of its
     best checkpoint unless current ones exist."""
-    run_dir = Path(cfgs["run"].run_dir)
-    trained_now = not reuse_or_clear(run_dir, cfgs)
+    run_dir = Path(cfg.run.run_dir)
+    trained_now = not reuse_or_clear(run_dir, cfg)
     if trained_now:
-        fit(cfgs)
+        fit(cfg)
     ck_path = run_dir / "checkpoint_best.pt"
     ck = load_checkpoint(ck_path)
-    data = build_data(cfgs["data"], cfgs["clip"])
+    data = build_data(cfg.data, cfg.clip)
     out = {}
     for split, records in (("val", data.val), ("test", data.test)):
         path = run_dir / f"scores_{split}.npz"
         out[split] = path
-        if not scores_current(path, ck["epoch"], cfgs["clip"]):
-            write_scores(cfgs, ck_path, ck, data, records, split, stream,
-                         dist.local_device("auto"))
+        if not scores_current(path, ck["epoch"], cfg.clip):
+            write_scores(cfg, ck_path=ck_path, ck=ck, data=data, records=records, split=split,
+                         stream=stream, device=dist.local_device("auto"))
     return StreamRun(out, trained_now)
