@@ -155,3 +155,24 @@ def test_two_processes_racing_for_a_stale_lock_one_wins(tmp_path):
 
 def test_the_error_is_a_user_error():
     assert issubclass(RunLockedError, runlock.UserError)
+
+
+@pytest.mark.parametrize("command", ["suite", "sweep"])
+def test_the_suite_and_the_sweep_lock_their_work_directory(tmp_path, capsys, command):
+    """A second suite or sweep on a work directory in use stops before any work: exit 2,
+    one line naming the holder, nothing written."""
+    from benchmarks import suite, sweep
+    work = tmp_path / "work"
+    holder = _hold(work, tmp_path / "release")
+    try:
+        argv = ["--work-dir", str(work), "--results-root", str(tmp_path / "results"),
+                "--quiet", "--name", "x"]
+        rc = (suite.main if command == "suite" else sweep.main)(argv)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err.startswith("error: work directory") and "\n" not in err
+        assert f"pid {holder.pid}" in err
+        assert sorted(p.name for p in work.iterdir()) == [LOCK_NAME]
+        assert not (tmp_path / "results").exists()
+    finally:
+        (tmp_path / "release").touch()
+        holder.wait(timeout=30)
