@@ -12,19 +12,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from flow_tools.extract import ExtractConfig, extract_all
-from two_stream import recipes
+from two_stream import recipes, runlock
+from two_stream.errors import EXIT_CODES_HELP, run_cli
 from two_stream.metrics import bootstrap_ci, mcnemar_p, strict_correct, topk_correct
 from two_stream.report import note_start, write_run_json, write_table
 from two_stream.scores import load_scores
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP)
     p.add_argument("--work-dir", default="data/flow_backends")
     p.add_argument("--out", default="results/flow")
     p.add_argument("--device", default="cpu", help="device of the torch backend's extraction")
@@ -32,6 +34,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resamples", type=int, default=1000)
     args = p.parse_args(argv)
+
+    def body() -> None:
+        with runlock.acquire(args.work_dir, what="work directory"):
+            run(args)
+    return run_cli(body)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Both backends' extraction, training and scoring, then the table (see the module doc)."""
     note_start()
     work = Path(args.work_dir)
     inputs = recipes.prepare_data(dataset="synthetic", work=work, quiet=True,
@@ -70,4 +81,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

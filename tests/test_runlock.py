@@ -157,17 +157,21 @@ def test_the_error_is_a_user_error():
     assert issubclass(RunLockedError, runlock.UserError)
 
 
-@pytest.mark.parametrize("command", ["suite", "sweep"])
-def test_the_suite_and_the_sweep_lock_their_work_directory(tmp_path, capsys, command):
-    """A second suite or sweep on a work directory in use stops before any work: exit 2,
-    one line naming the holder, nothing written."""
-    from benchmarks import suite, sweep
+@pytest.mark.parametrize("command", ["suite", "sweep", "flow_backend_stream"])
+def test_the_experiment_commands_lock_their_work_directory(tmp_path, capsys, command):
+    """A second suite, sweep or flow-backend run on a work directory in use stops before any
+    work: exit 2, one line naming the holder, nothing written."""
+    from benchmarks import flow_backend_stream, suite, sweep
     work = tmp_path / "work"
     holder = _hold(work, tmp_path / "release")
     try:
-        argv = ["--work-dir", str(work), "--results-root", str(tmp_path / "results"),
-                "--quiet", "--name", "x"]
-        rc = (suite.main if command == "suite" else sweep.main)(argv)
+        if command == "flow_backend_stream":
+            rc = flow_backend_stream.main(["--work-dir", str(work), "--out",
+                                           str(tmp_path / "results")])
+        else:
+            argv = ["--work-dir", str(work), "--results-root", str(tmp_path / "results"),
+                    "--quiet", "--name", "x"]
+            rc = (suite.main if command == "suite" else sweep.main)(argv)
         err = capsys.readouterr().err.strip()
         assert rc == 2 and err.startswith("error: work directory") and "\n" not in err
         assert f"pid {holder.pid}" in err
