@@ -25,16 +25,17 @@ def test_kind_names_the_results_folder():
     assert device_kind(torch.device("cpu")) == "cpu"
 
 
-@pytest.mark.slow  # 1-3 minutes on the loaded 2-core machine
+@pytest.mark.slow  # 9-11 minutes on the loaded 2-core machine (the budget is generous:
+# this checks that every stage runs, not how fast)
 def test_cpu_quick_runs_every_stage_end_to_end(tmp_path):
     out = tmp_path / "out"
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     p = subprocess.run([sys.executable, "-m", "benchmarks.speed.gpu_check", "--device", "cpu",
-                        "--quick", "--budget-s", "900", "--out", str(out), "--workers", "1",
+                        "--quick", "--budget-s", "1800", "--out", str(out), "--workers", "1",
                         "--fixtures", str(tmp_path / "no_fixtures"),
                         "--work", str(tmp_path / "work")],
-                       cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+                       cwd=repo, env=env, capture_output=True, text=True, timeout=2400)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     files = sorted(f.name for f in out.iterdir())
     assert len(files) <= 8, files
@@ -42,8 +43,10 @@ def test_cpu_quick_runs_every_stage_end_to_end(tmp_path):
             "eval_speed.csv"} <= set(files)
     run = json.loads((out / "run.json").read_text())
     status = {s["stage"]: s["status"] for s in run["stages"]}
+    assert status.pop("data").startswith("ok (8 generated clips")
     assert status == {"tests": "ok", "tvl1": "ok", "train_speed": "ok", "eval_speed": "ok",
-                      "flow_speed": "skipped: --quick (the tvl1 stage times the torch path)"}
+                      "flow_speed": "skipped: --quick (the tvl1 stage times the torch path)",
+                      "train_precisions": "skipped: --quick (train_speed ran the same code)"}
     tests = next(s for s in run["stages"] if s["stage"] == "tests")
     assert tests["counts"]["passed"] > 0 and not tests["counts"].get("failed")
     train = pd.read_csv(out / "train_speed.csv")

@@ -12,12 +12,13 @@ loader and its iterator are built before the clock starts; warm-up batches (as m
 workers hold in flight) are excluded; the device is synchronised before every clock read;
 `--videos` videos are timed per column. Videos/s and the seconds the 3783 test videos of
 UCF101 split 1 would take at that rate. Writes OUT/table.md|csv and OUT/run.json, the table
-after every row. `--quick` (2 CPU cores, a couple of minutes): ResNet-18, 25 x 1 views at
-96 px, 2 videos.
+after every row. `--quick` (2 CPU cores, a few minutes): ResNet-18, 25 x 1 views, 4 videos
+(2 per batch).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -84,13 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=224,
                    help="crop side in px (the short side is scaled to 8/7 of it first)")
     p.add_argument("--quick", action="store_true",
-                   help="ResNet-18, 25 x 1 views at 96 px, 1 video per batch, 2 videos")
+                   help="ResNet-18, 25 x 1 views, 2 videos per batch, 4 videos")
     p.add_argument("--out", default="results/eval_speed")
     args = p.parse_args(argv)
     note_start()
     if args.quick:
-        args.archs, args.crops, args.videos = ["resnet18"], 1, 2
-        args.size, args.batch_videos = 96, 1
+        args.archs, args.crops, args.videos, args.batch_videos = ["resnet18"], 1, 4, 2
     args.videos = max(args.batch_videos, args.videos // args.batch_videos * args.batch_videos)
     device = resolve_device(args.device)
     if device.type == "cuda":
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(row, flush=True)
                 write_rows(rows, args.out, title, note)
     print(write_rows(rows, args.out, title, note))
-    write_run_json(args.out, options=vars(args), device_name=gpu, data=data_what)
+    write_run_json(args.out, options=vars(args), device_name=gpu, data=data_what,
+                   load_average=os.getloadavg())
 
 
 if __name__ == "__main__":

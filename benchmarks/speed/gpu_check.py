@@ -4,7 +4,8 @@
     python -m benchmarks.speed.gpu_check --device cpu --quick --out /tmp/gpu_check   (CI)
 
 Within `--budget-s` seconds (each stage gets a share; a stage past its share is stopped and
-keeps the rows it finished), in order:
+keeps the rows it finished), after making the loader benchmarks' rawframes once (the fixture
+clips, or generated ones), in order:
 1. tests: `pytest -m cuda` (a skip there is a failure: the GPU paths must have run). With
    `--device cpu` the CPU tests of the same code paths instead (the GPU-decode batches and
    errors, quantisation).
@@ -41,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.speed.common import sync
+from benchmarks.speed.common import speed_rawframes, sync
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.report import markdown_table, write_run_json
 
@@ -215,7 +216,8 @@ def write_summary(stages: Stages, device: torch.device, args) -> None:
           f"{' (--quick)' if args.quick else ''}; tables beside this file (one CSV per "
           "stage), commands and each stage's run.json in run.json.\n")
     (stages.out / "table.md").write_text(md)
-    write_run_json(stages.out, options=vars(args), device_name=name, stages=stages.records)
+    write_run_json(stages.out, options=vars(args), device_name=name, stages=stages.records,
+                   load_average=os.getloadavg())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         stages = Stages(args.budget_s, out, Path(tmp))
         common = ["--device", args.device, "--fixtures", args.fixtures, "--work", args.work]
+        t = time.monotonic()  # the loader benchmarks' rawframes, made once, outside the shares
+        _, _, what = speed_rawframes(args.fixtures, args.work)
+        stages.records.append({"stage": "data", "status": f"ok ({what})",
+                               "seconds": round(time.monotonic() - t, 1)})
         stage_list = list(SHARES)
         for stage in stage_list:
             if stage == "tests":

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import time
 
 import torch
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                 write_rows(rows, args.out, title, note)
                 del model
     print(write_rows(rows, args.out, title, note))
-    write_run_json(args.out, options=vars(args), device_name=gpu, data=data_what)
+    write_run_json(args.out, options=vars(args), device_name=gpu, data=data_what,
+                   load_average=os.getloadavg())
 
 
 if __name__ == "__main__":
