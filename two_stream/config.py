@@ -233,13 +233,6 @@ class Config:
         return cls(**out)
 
 
-def as_config(cfg: Config | dict) -> Config:
-    """`cfg` as a Config; a {concern: dataclass} dict is converted (a new object: the caller's
-    dict is not touched)."""
-    # transitional: the dict form is removed once suite/sweep pass Config
-    return cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
-
-
 def config_from_args(args: argparse.Namespace, num_classes: int | None = None) -> Config:
     """argparse namespace (flags of `add_config_args`) -> Config; the model's modality and
     snippet length follow the clip's."""
@@ -280,9 +273,9 @@ def load_config_defaults(path: str | os.PathLike) -> dict[str, dict]:
     return {k: v for k, v in data.items() if k in CONCERNS}
 
 
-def config_to_json(cfg: Config | dict, **extra) -> str:
+def config_to_json(cfg: Config, **extra) -> str:
     """config.json's text: the concerns, the command line that ran, and `extra` keys."""
-    data = as_config(cfg).to_dict()
+    data = cfg.to_dict()
     data["command"] = " ".join([Path(sys.executable).name, "-m", *sys.argv])
     data.update(extra)
     return json.dumps(data, indent=2, default=list) + "\n"

@@ -10,7 +10,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path, atomic_replace
-from .config import Config, as_config
+from .config import Config
 from .data.build import Data
 from .data.datasets import VideoDataset
 from .engine import distributed as dist
@@ -21,13 +21,12 @@ from .report import git_commit
 from .scores import ScoreFile, save_scores
 
 
-def write_scores(cfg: Config | dict, *, ck_path: Path, ck: dict, data: Data, records: list,
+def write_scores(cfg: Config, *, ck_path: Path, ck: dict, data: Data, records: list,
                  split: str, stream: str, device: torch.device,
                  amp_dtype: torch.dtype | None = None) -> tuple[Path, ScoreFile | None]:
     """TSN test protocol on `records` with the checkpoint `ck` (loaded from `ck_path`) ->
     `<run_dir>/scores_<split>.npz` (rank 0 writes; other ranks get None). `cfg` gives the
     data, test protocol and run settings; the network comes from the checkpoint."""
-    cfg = as_config(cfg)  # transitional: the dict form is removed once suite/sweep pass Config
     with run_lock(Path(cfg.run.run_dir), "evaluation"):
         return _write_scores(cfg, ck_path=ck_path, ck=ck, data=data, records=records,
                              split=split, stream=stream, device=device, amp_dtype=amp_dtype)

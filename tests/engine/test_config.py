@@ -50,14 +50,10 @@ def test_unknown_fields_name_the_file():
         Config.from_dict(old, source="x/config.json")
 
 
-def _legacy(cfg: Config) -> dict:
-    return {k: getattr(cfg, k) for k in CONCERNS}
-
-
 @pytest.mark.e2e
 def test_fit_leaves_the_callers_config_alone_and_old_runs_resume(syn, tmp_path):
-    """fit takes a Config or the {concern: dataclass} dict of before and changes neither (it
-    used to write the split's class count into the caller's dict). A run whose config.json and
+    """fit leaves the caller's Config as it was (the dict of before used to get the split's
+    class count written into it). A run whose config.json and
     checkpoint hold the sections as written before `Config` resumes and evaluates."""
     argv = ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
             "--run-dir", str(tmp_path / "r"), "--input-size", "32", "--scale-size", "36",
@@ -66,10 +62,9 @@ def test_fit_leaves_the_callers_config_alone_and_old_runs_resume(syn, tmp_path):
     args = cli.parse(["train", *argv, "--epochs", "1"], "spatial", "rgb")
     from two_stream.config import config_from_args
     cfg = config_from_args(args)
-    legacy = _legacy(cfg)
-    before = dict(legacy)
-    run = fit(legacy)
-    assert legacy == before and legacy["model"].num_classes == 101  # the default, untouched
+    before = cfg.to_dict()
+    run = fit(cfg)
+    assert cfg.to_dict() == before and cfg.model.num_classes == 101  # the default, untouched
     assert json.loads((run / "config.json").read_text())["model"]["num_classes"] == 12
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.model = None

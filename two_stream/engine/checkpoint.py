@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, atomic_replace
-from ..config import Config, as_config
+from ..config import Config
 from ..data.build import Data
 from ..data.frames import RawframeSource, read_meta
 from ..errors import UserError
@@ -154,14 +154,14 @@ def identity_diff(saved: Config | dict, requested: Config | dict) -> str:
 # --- training state -------------------------------------------------------------------------
 
 def checkpoint_state(*, model, opt, scheduler, scaler, epoch: int, step: int, best: float,
-                     cfg: Config | dict, classes: list[str], input_meta: dict | None = None,
+                     cfg: Config, classes: list[str], input_meta: dict | None = None,
                      weights_sha256: str | None = None) -> dict:
     """Everything `--resume` needs and everything inference needs, as plain types."""
     core = model.module if hasattr(model, "module") else model
     state = {"model": core.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
              "epoch": epoch, "step": step, "best_val_top1": float(best), "rng": rng_state(),
-             "config": as_config(cfg).to_dict(),
+             "config": cfg.to_dict(),
              "classes": list(classes), "weights_sha256": weights_sha256}
     if input_meta:
         state["input"] = input_meta

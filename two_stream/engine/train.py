@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
-from ..config import Config, OptimConfig, as_config, config_to_json
+from ..config import Config, OptimConfig, config_to_json
 from ..data.build import build_data
 from ..data.datasets import VideoDataset
 from ..data.jpeg_batch import to_device
@@ -136,11 +136,10 @@ def validate(model, loader, *, device: torch.device, amp_dtype: torch.dtype | No
     return sums.mean_over_ranks("val")
 
 
-def fit(cfg: Config | dict, stop_after_epoch: int | None = None) -> Path:
+def fit(cfg: Config, stop_after_epoch: int | None = None) -> Path:
     """Train; returns the run directory (its config.json holds the resolved config).
     `stop_after_epoch` ends early as a kill would (tests). The caller's config is not
     changed."""
-    cfg = as_config(cfg)
     run = cfg.run
     device = dist.local_device(run.device)
     write_board = wants_board(run.tensorboard)  # before any work, on every rank
