@@ -18,6 +18,7 @@ from scipy.special import log_softmax, logsumexp, softmax
 from .data.splits import group_of
 from .errors import UserError
 from .fusion_choices import FIXED_METHODS, LEARNED_METHODS, METHODS, NORMS, STACK_MODELS
+from .fusion_folds import group_folds
 from .metrics import (
     bootstrap_ci,
     class_mean,
@@ -99,34 +100,6 @@ def select_weights(stack: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> n
          ).mean(axis=1) for i in range(0, len(grid), step)])
     best = np.flatnonzero(acc == acc.max())
     return grid[best[np.argmin(grid[best].std(axis=1))]]
-
-
-def group_folds(labels: np.ndarray, groups: list[str], num_folds: int, seed: int = 0
-                ) -> np.ndarray:
-    """int [N] fold of each video, whole groups per fold, classes spread evenly, seeded.
-
-    Clips of one UCF101 group (or HMDB51 film) are near-duplicates; splitting them across
-    folds would let a fitted rule recognise the group instead of the action and inflate the
-    out-of-fold accuracy.
-    """
-    rng = np.random.default_rng(seed)
-    members: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    names = sorted(members)
-    rng.shuffle(names)
-    names.sort(key=lambda g: -len(members[g]))  # big groups first, ties in shuffled order
-    num_classes = int(labels.max()) + 1
-    count = np.zeros((num_folds, num_classes), dtype=np.int64)
-    fold = np.empty(len(labels), dtype=np.int64)
-    for g in names:
-        idx = np.array(members[g])
-        c = np.bincount(labels[idx], minlength=num_classes)
-        main = int(c.argmax())
-        f = int(np.lexsort((count.sum(axis=1), count[:, main]))[0])
-        fold[idx] = f
-        count[f] += c
-    return fold
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-2,

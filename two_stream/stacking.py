@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fusion_folds import group_folds
+
 L2_GRID = (1.0, 1e-1, 1e-2, 1e-3)  # strongest first: each fit warm-starts the next
 GTOL = 1e-5  # the solver stops once the largest |gradient| of the mean loss is below this
 CONVERGED = 1e-4  # ... and a fit counts as converged below this (else the row says so)
@@ -169,7 +171,6 @@ class Stacked:
 
 def inner_folds(labels: np.ndarray, groups: list[str], k: int, seed: int) -> np.ndarray:
     """Group folds of the training videos for choosing L2 (at least 2, at most k)."""
-    from .fusion import group_folds
     k = max(2, min(k, len(set(groups))))
     return group_folds(labels, groups, k, seed)
 
