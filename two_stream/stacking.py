@@ -24,6 +24,8 @@ from .fusion_folds import group_folds
 L2_GRID = (1.0, 1e-1, 1e-2, 1e-3)  # strongest first: each fit warm-starts the next
 GTOL = 1e-5  # the solver stops once the largest |gradient| of the mean loss is below this
 CONVERGED = 1e-4  # ... and a fit counts as converged below this (else the row says so)
+MAXCOR = 30  # L-BFGS memory: 30 pairs take about a third fewer evaluations than 10 here
+CHUNK = 1024  # videos per pass of the loss: [S + 2, CHUNK, C] float32 stays in cache
 
 
 @dataclass
@@ -77,38 +79,88 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float, scale: np.ndarray,
-        theta0: np.ndarray | None = None, maxiter: int = 500) -> Fit:
-    """Minimise the mean cross-entropy + l2/2 (|d|^2 + |b|^2) over features x [S, N, C]."""
+def _blocks(x, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features [S, m, C], labels [m]) chunks of `CHUNK` videos: views, no copies. x: one
+    [S, N, C] array or a list of them (the parts of one training set), y: their labels."""
+    parts = [x] if isinstance(x, np.ndarray) else list(x)
+    out, at = [], 0
+    for p in parts:
+        for i in range(0, p.shape[1], CHUNK):
+            m = min(CHUNK, p.shape[1] - i)
+            out.append((p[:, i: i + m], y[at + i: at + i + m]))
+        at += p.shape[1]
+    return out
+
+
+def _pass(chunks: list, a: np.ndarray, b: np.ndarray, bufs: np.ndarray, grad: bool):
+    """Sum of the cross-entropy over `chunks` of z = sum_s a[s] * x[s] + b (float32 passes
+    over one chunk at a time, which stays in cache; float64 sums), and with `grad` its
+    gradient by a [S, C] and b [C]."""
+    s, c = a.shape
+    loss, ga, gb = 0.0, np.zeros((s, c)), np.zeros(c)
+    for xc, yc in chunks:
+        m = len(yc)
+        z, t = bufs[0, :m], bufs[1, :m]
+        np.multiply(xc[0], a[0], out=z)
+        for k in range(1, s):
+            z += np.multiply(xc[k], a[k], out=t)
+        z += b
+        z -= z.max(axis=1, keepdims=True)
+        r = np.arange(m)
+        zy = z[r, yc].sum(dtype=np.float64)
+        np.exp(z, out=z)
+        tot = z.sum(axis=1, keepdims=True)
+        loss += np.log(tot, dtype=np.float64).sum() - zy
+        if grad:
+            z /= tot
+            z[r, yc] -= 1.0  # dloss/dz [m, C]
+            for k in range(s):
+                ga[k] += np.multiply(xc[k], z, out=t).sum(axis=0, dtype=np.float64)
+            gb += z.sum(axis=0, dtype=np.float64)
+    return loss, ga, gb
+
+
+def fit(x, y: np.ndarray, l2: float, scale: np.ndarray, theta0: np.ndarray | None = None,
+        maxiter: int = 500, *, centred_only: bool = False) -> Fit:
+    """Minimise the mean cross-entropy + l2/2 (|d|^2 + |b|^2) over features x [S, N, C]
+    (`_features`; or a list of [S, n, C] parts; with `centred_only`, centred per video but
+    not yet divided by `scale`: the division is folded into the coefficients, so one
+    centred copy of the scores serves every training set)."""
     from scipy.optimize import minimize  # here: seconds of import a table without it skips
-    s, n, c = x.shape
-    rows = np.arange(n)
+    parts = [x] if isinstance(x, np.ndarray) else list(x)
+    s, c = parts[0].shape[0], parts[0].shape[2]
+    n = sum(p.shape[1] for p in parts)
+    chunks = _blocks(parts, y)
+    inv = 1.0 / scale if centred_only else np.ones(s)
+    bufs = np.empty((2, min(CHUNK, n), c), np.float32)
     evals = 0
 
     def loss_grad(theta):
         nonlocal evals
         evals += 1
-        _, d, b = _unpack(theta, s, c)
-        z = _logits(x, theta)
-        z -= z.max(axis=1, keepdims=True)
-        zy = z[rows, y]
-        e = np.exp(z, out=z)  # in place: [N, C] is the size that costs
-        tot = e.sum(axis=1, keepdims=True)
-        loss = (np.log(tot[:, 0]).sum() - zy.sum()) / n + 0.5 * l2 * ((d * d).sum() + b @ b)
-        e /= tot
-        e[rows, y] -= 1.0
-        e /= n  # dloss/dz [N, C]
-        gd = np.stack([np.einsum("nc,nc->c", x[k], e) for k in range(s)])
-        gb = e.sum(axis=0)
-        grad = np.concatenate([gd.sum(axis=1), (gd + l2 * d).ravel(), gb + l2 * b])
+        w, d, b = _unpack(theta, s, c)
+        a = (w[:, None] + d) * inv[:, None]
+        loss, ga, gb = _pass(chunks, a.astype(np.float32), b.astype(np.float32), bufs, True)
+        gd = ga * (inv[:, None] / n)
+        loss = loss / n + 0.5 * l2 * ((d * d).sum() + b @ b)
+        grad = np.concatenate([gd.sum(axis=1), (gd + l2 * d).ravel(), gb / n + l2 * b])
         return loss, grad
 
     if theta0 is None:
         theta0 = np.concatenate([np.full(s, 1.0 / s), np.zeros(s * c + c)])
     res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": maxiter, "gtol": GTOL, "ftol": 1e-12})
+                   options={"maxiter": maxiter, "gtol": GTOL, "ftol": 1e-12, "maxcor": MAXCOR})
     _, g = loss_grad(res.x)
     return Fit(res.x, scale, l2, float(np.abs(g).max()), evals)
+
+
+def _heldout_nll(fitted: Fit, x: np.ndarray, y: np.ndarray) -> float:
+    """Summed cross-entropy of centred (not yet scaled) features x [S, m, C]."""
+    s, _, c = x.shape
+    w, d, b = _unpack(fitted.theta, s, c)
+    a = ((w[:, None] + d) / fitted.scale[:, None]).astype(np.float32)
+    bufs = np.empty((2, min(CHUNK, x.shape[1]), c), np.float32)
+    return float(_pass(_blocks(x, y), a, b.astype(np.float32), bufs, False)[0])
 
 
 def predict(fitted: Fit, stack: np.ndarray) -> np.ndarray:
@@ -199,39 +251,68 @@ def stack_out_of_fold(stack: np.ndarray, labels: np.ndarray, groups: list[str],
             chosen += res.l2
             bad += [f"fold {int(f) + 1}: {b}" for b in res.not_converged]
         return Stacked(out, chosen, bad)
+    # one centred float32 copy of all videos, sorted by fold: every training set (all folds
+    # but one or two, cyclically adjacent) is then two slices of it, never a copy
+    order = np.argsort(folds, kind="stable")
+    x = np.empty((stack.shape[0], *stack.shape[1:]), np.float32)
+    for i, xs in enumerate(stack):
+        x[i] = xs[order]
+        x[i] -= x[i].mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    sq = np.stack([np.einsum("nc,nc->n", xs, xs, dtype=np.float64) for xs in x])  # [S, N]
+    y = labels[order]
+    lo = np.searchsorted(folds[order], ks, side="left")
+    hi = np.searchsorted(folds[order], ks, side="right")
     k = len(ks)
+
+    def train(excluded: set[int]):
+        """The parts of x and the labels of the folds not in `excluded`, and their scale."""
+        keep = [(lo[j], hi[j]) for j in range(k) if j not in excluded]
+        runs: list[list[int]] = []
+        for a, b in keep:  # merge adjacent folds into one slice
+            if runs and runs[-1][1] == a:
+                runs[-1][1] = b
+            else:
+                runs.append([a, b])
+        parts = [x[:, a:b] for a, b in runs]
+        count = sum(b - a for a, b in runs) * x.shape[2]
+        scale = np.sqrt(sum(sq[:, a:b].sum(axis=1) for a, b in runs) / count) + 1e-12
+        return parts, np.concatenate([y[a:b] for a, b in runs]), scale
+
     heldout = {int(f): {} for f in ks}  # inner held-out loss per outer fold and strength
     warm: dict[tuple[int, float], np.ndarray] = {}
     for i, l2 in enumerate(L2_GRID):
-        for f in ks:  # the pair (f, f+1)
-            g = ks[(np.searchsorted(ks, f) + 1) % k]
-            tr = (folds != f) & (folds != g)
-            x, scale = _features(stack[:, tr])
+        for j, f in enumerate(ks):  # the pair (f, f+1)
+            jg = (j + 1) % k
+            parts, ytr, scale = train({j, jg})
             # warm start from the same pair's fit at the stronger strength only: a chain
             # through other pairs would carry the labels of the fold being chosen for
             prev = warm.get((int(f), L2_GRID[i - 1])) if i else None
-            fitted = fit(x, labels[tr], l2, scale, prev)
+            fitted = fit(parts, ytr, l2, scale, prev, centred_only=True)
             warm[(int(f), l2)] = fitted.theta
-            for inner, outer in ((g, f), (f, g)):
-                te = folds == inner
-                h = heldout[int(outer)]
-                h[l2] = h.get(l2, 0.0) + _nll(fitted, _features(stack[:, te], scale)[0],
-                                              labels[te])
+            for inner, outer in ((jg, j), (j, jg)):
+                h = heldout[int(ks[outer])]
+                h[l2] = h.get(l2, 0.0) + _heldout_nll(
+                    fitted, x[:, lo[inner]:hi[inner]], y[lo[inner]:hi[inner]])
         # held-out loss is unimodal in the strength: a fold whose loss rose is done (its
         # choice is among the strengths tried so far); once every fold is, weaker strengths
         # (the slowest fits) are not tried
         if i and all(_rose(h) for h in heldout.values()):
             break
-    for f in ks:
-        tr, te = folds != f, folds == f
+    for j, f in enumerate(ks):
         h = heldout[int(f)]
         tried = list(h)[: _first_rise(h) + 1]
         l2 = min(tried, key=lambda v: (h[v], -v))
-        x, scale = _features(stack[:, tr])
-        final = fit(x, labels[tr], l2, scale, warm[(int(f), l2)])
+        parts, ytr, scale = train({j})
+        final = fit(parts, ytr, l2, scale, warm[(int(f), l2)], centred_only=True)
         if not final.converged:
             bad.append(f"fold {int(f) + 1}: max |gradient| {final.grad_max:.1e}")
-        out[te] = predict(final, stack[:, te])
+        w, d, b = _unpack(final.theta, x.shape[0], x.shape[2])
+        a = (w[:, None] + d) / scale[:, None]  # float64 products, as `predict`
+        xt = x[:, lo[j]:hi[j]]
+        z = xt[0] * a[0]
+        for s_ in range(1, x.shape[0]):
+            z += xt[s_] * a[s_]
+        out[order[lo[j]:hi[j]]] = _log_softmax(z + b)
         chosen.append(l2)
     return Stacked(out, chosen, bad)
 
