@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from flow_tools.extract import ExtractConfig, extract_all
+from flow_tools.extraction import extract_all
+from flow_tools.params import ExtractConfig
 from two_stream import recipes, runlock
 from two_stream.errors import EXIT_CODES_HELP, run_cli
 from two_stream.metrics import bootstrap_ci, mcnemar_p, strict_correct, topk_correct

@@ -37,7 +37,7 @@ import pandas as pd
 
 from benchmarks.sweep_tables import cell_slug, plot, summarise, verdicts
 from flow_tools.executors import add_executor_args
-from flow_tools.flow import ALGORITHMS, FlowParams
+from flow_tools.params import ALGORITHMS, FlowParams
 from two_stream import recipes, runlock
 from two_stream.config import CONCERNS, Config
 from two_stream.engine.tensorboard import wants_board, write_hparams

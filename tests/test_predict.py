@@ -209,8 +209,8 @@ def test_device_is_parsed_strictly(runs, monkeypatch, capsys):
 
 
 def test_torch_flow_of_a_stream_is_the_tvl1_of_its_parameters():
-    from flow_tools.flow import LIGHT_TVL1, FlowParams, pair_flows
-    from flow_tools.params import ExtractConfig
+    from flow_tools.flow import pair_flows
+    from flow_tools.params import LIGHT_TVL1, ExtractConfig, FlowParams
     rng = np.random.default_rng(0)
     prev = rng.integers(0, 255, (3, 24, 32), dtype=np.uint8)
     nxt = np.roll(prev, 1, axis=2)

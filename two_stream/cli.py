@@ -112,10 +112,9 @@ def _evaluate(cfg: Config, eval_split: str, stream: str, device) -> Path | None:
 def predict_cmd(args: argparse.Namespace, stream: str) -> int:
     """`predict VIDEO --checkpoint CK`: this stream alone, through two_stream.predict."""
     from . import predict
-    pargs = predict.get_args_parser().parse_args(
-        [args.video, f"--{stream}", args.checkpoint, "--topk", str(args.topk), "--device",
-         args.device])
-    return predict.run(pargs)
+    return predict.run(predict.PredictOptions(target=args.video, topk=args.topk,
+                                              device=args.device,
+                                              **{stream: args.checkpoint}))
 
 
 def main(argv: list[str] | None = None, stream: str = "spatial", modality: str = "rgb") -> int:

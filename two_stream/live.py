@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 import torch
 
-from flow_tools.extract import target_size
 from flow_tools.flow import make_flow_fn
+from flow_tools.videos import target_size
 
 from .data.sampling import test_indices
 from .data.transforms import eval_sample, flow_snippets

@@ -27,25 +27,19 @@ import numpy as np
 import torch
 
 from flow_tools.device import DEVICE_HELP, resolve_device
-from flow_tools.extract import (
-    VIDEO_EXTENSIONS,
-    ExtractConfig,
-    VideoError,
-    iter_frames,
-    list_videos,
-    video_id,
-)
-from flow_tools.flow import FlowParams, pair_flows
+from flow_tools.flow import pair_flows
+from flow_tools.params import ExtractConfig, FlowParams
 from flow_tools.quantize import quantize
+from flow_tools.rawframes import VIDEO_EXTENSIONS, VideoError, video_id
 from flow_tools.tvl1_torch import FLOW_COMPILE_MODES, resolve_flow_compile, tvl1
+from flow_tools.videos import iter_frames, list_videos
 
 from .atomic import atomic_path
 from .data.frames import FrameReadError
 from .data.sampling import test_indices
 from .data.transforms import eval_sample, flow_snippets
-from .engine.checkpoint import find_checkpoint, load_checkpoint
+from .engine.checkpoint import build_model_from_checkpoint, find_checkpoint, load_checkpoint
 from .engine.evaluate import score_views
-from .engine.train import build_model_from_checkpoint
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
 from .fuse import FusionOptions
 from .fusion import NORMS, fuse_fixed, normalize
@@ -310,11 +304,8 @@ def predict_video(streams: list[Stream], video: Path, fusion: FusionOptions
     return scores, fuse(scores, fusion.methods[0], fusion.norms[0], weights)
 
 
-def run(args: PredictOptions | argparse.Namespace) -> int:
-    """Predict `args.target`; prints (one video) or writes a CSV; the exit code. (A parsed
-    Namespace of `get_args_parser` is still taken, for callers that build argv.)"""
-    if isinstance(args, argparse.Namespace):
-        args = PredictOptions.from_args(args)
+def run(args: PredictOptions) -> int:
+    """Predict `args.target`; prints (one video) or writes a CSV; the exit code."""
     videos = video_list(Path(args.target))
     streams = load_streams(args)
     classes = streams[0].classes

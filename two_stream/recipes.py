@@ -19,8 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from flow_tools.extract import ExtractConfig, Summary, extract_all
-from flow_tools.flow import LIGHT_TVL1, FlowParams
+from flow_tools.extraction import Summary, extract_all
+from flow_tools.params import LIGHT_TVL1, ExtractConfig, FlowParams
 
 from .config import (
     MODALITY_DEFAULTS,

@@ -40,14 +40,9 @@ import torch
 
 from benchmarks.speed import tvl1_compiled
 from flow_tools.device import resolve_device
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import (
-    ALGORITHMS,
-    FlowParams,
-    compute_flow,
-    endpoint_error,
-    read_flo,
-)
+from flow_tools.extraction import extract_all
+from flow_tools.flow import compute_flow, endpoint_error, read_flo
+from flow_tools.params import ALGORITHMS, ExtractConfig, FlowParams
 from flow_tools.quantize import dequantize, quantize
 from flow_tools.tvl1_torch import tvl1
 from two_stream.data.frames import read_video_frames

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.speed.inference_speed import checkpoint
-from flow_tools.extract import ExtractConfig
-from flow_tools.flow import FlowParams
+from flow_tools.params import ExtractConfig, FlowParams
 from two_stream import live, predict
 from two_stream.data.frames import read_video_frames
 from two_stream.data.synthetic import write_video

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from flow_tools import batched, tvl1_torch
-from flow_tools.extract import ExtractConfig, extract_all, main
-from flow_tools.params import FlowParams, TVL1Params
+from flow_tools.extract import main
+from flow_tools.extraction import extract_all
+from flow_tools.params import ExtractConfig, FlowParams, TVL1Params
 from two_stream.data.synthetic import SyntheticConfig, generate
 
 FAST = TVL1Params(nscales=1, warps=1, outer_iterations=1, inner_iterations=5)

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from flow_tools.errors import UserError
-from flow_tools.extract import ExtractConfig, extract_all, list_videos, main, shard, video_id
-from flow_tools.flow import FlowParams
+from flow_tools.extract import main
+from flow_tools.extraction import extract_all
+from flow_tools.params import ExtractConfig, FlowParams
+from flow_tools.rawframes import video_id
+from flow_tools.videos import list_videos, shard
 from two_stream.data.datasets import ClipConfig, VideoDataset
 from two_stream.data.frames import RawframeSource
 from two_stream.data.splits import resolve_records, ucf101_split
@@ -183,7 +186,7 @@ def test_frame_size_change_is_a_failure(tmp_path, monkeypatch):
 def test_stale_tmp_removed_only_when_its_owner_is_gone(tmp_path):
     import socket
 
-    from flow_tools.extract import clean_stale_tmp
+    from flow_tools.rawframes import clean_stale_tmp
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
     host = socket.gethostname()

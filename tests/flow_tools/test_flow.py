@@ -3,14 +3,8 @@ import numpy as np
 import pytest
 
 from flow_tools.errors import UserError
-from flow_tools.flow import (
-    ALGORITHMS,
-    FlowParams,
-    compute_flow,
-    endpoint_error,
-    read_flo,
-    write_flo,
-)
+from flow_tools.flow import compute_flow, endpoint_error, read_flo, write_flo
+from flow_tools.params import ALGORITHMS, FlowParams
 from flow_tools.quantize import dequantize, quantize
 
 

@@ -10,7 +10,7 @@ import torch
 
 from flow_tools import tvl1_step
 from flow_tools.errors import UserError
-from flow_tools.flow import TVL1Params
+from flow_tools.params import TVL1Params
 from flow_tools.quantize import quantize
 from flow_tools.tvl1_torch import resolve_flow_compile, tvl1
 from two_stream.data.frames import read_video_frames

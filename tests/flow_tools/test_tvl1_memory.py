@@ -8,7 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from flow_tools.flow import TVL1Params
+from flow_tools.params import TVL1Params
 from flow_tools.tvl1_torch import peak_bytes_per_pair, tvl1
 
 

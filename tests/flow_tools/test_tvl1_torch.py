@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from flow_tools.errors import UserError
-from flow_tools.extract import ExtractConfig, extract_all, main
-from flow_tools.flow import FlowParams, TVL1Params, compute_flow, make_flow_fn
+from flow_tools.extract import main
+from flow_tools.extraction import extract_all
+from flow_tools.flow import compute_flow, make_flow_fn
+from flow_tools.params import ExtractConfig, FlowParams, TVL1Params
 from flow_tools.quantize import quantize
 from flow_tools.tvl1_torch import (
     centered_gradient,

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import FlowParams
+from flow_tools.extraction import extract_all
+from flow_tools.params import ExtractConfig, FlowParams
 from two_stream.data.synthetic import SyntheticConfig, generate
 
 

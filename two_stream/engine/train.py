@@ -31,7 +31,6 @@ from ..models.tsn import TSN
 from ..progress import progress
 from . import distributed as dist
 from .checkpoint import (
-    build_model_from_checkpoint,  # noqa: F401  transitional: predict imports it from here
     checkpoint_state,
     identity_diff,
     load_checkpoint,
@@ -45,11 +44,7 @@ from .checkpoint import (
 from .meters import Sums
 from .optim import build_optimizer, build_scheduler, current_lr
 from .runlog import append_log, log_epoch, plot_curves
-from .sampler import (
-    EpochSampler,  # noqa: F401  transitional: train_speed imports it from here
-    Loaders,
-    build_loaders,
-)
+from .sampler import Loaders, build_loaders
 from .settings import amp_settings, autocast, configure_cudnn, decode_mode, use_channels_last
 from .tensorboard import Board, wants_board
 
