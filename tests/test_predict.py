@@ -166,7 +166,12 @@ def test_live_realtime_never_lags_and_never_spans_a_dropped_frame(runs, tmp_path
     assert pairs and all(b == a + 1 for a, b in pairs)  # consecutive source frames only
     seen = {i for i, _ in lv.state.frames}
     assert len(seen) < 100  # frames were dropped to keep up
-    assert all(u.latency < 1.0 for u in updates)  # no lag that grows with the source
+    # no lag that grows with the source: dropping keeps the late updates as fresh as the early
+    # ones (relative, so a loaded machine that is slow throughout does not fail it)
+    lat = [u.latency for u in updates]
+    half = len(lat) // 2
+    assert half >= 2
+    assert sum(lat[half:]) / (len(lat) - half) <= 1.5 * sum(lat[:half]) / half + 0.25
 
 
 def test_show_without_a_gui_is_a_clear_error(runs, capsys):
