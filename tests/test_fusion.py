@@ -242,3 +242,41 @@ def test_var_fusion_equals_the_torch_variance_weights():
     np.testing.assert_allclose(np_variance_weighted(x, axis=1),
                                variance_weighted(torch.from_numpy(x), dim=1).numpy(), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_stream_at_a_time_rules_equal_the_stacked_expressions():
+    """var, var_topk, product, the log-space softmax rules and the weight search run one
+    stream (or chunk) at a time to stay small at Kinetics size: the numbers are those of the
+    [S, N, C] expressions, bit for bit (ties included)."""
+    from scipy.special import log_softmax, logsumexp
+
+    from two_stream.fusion import (
+        fuse_probabilities_in_log_space,
+        precise_log_softmax,
+        select_weights,
+    )
+    rng = np.random.default_rng(6)
+    raw = rng.normal(0, 40, (3, 300, 23)) * rng.gamma(1, 1, (3, 300, 1))
+    raw[1, :7] = raw[0, :7]  # streams that agree exactly: ties in the fused probabilities
+    assert np.array_equal(fuse_fixed(raw, "product"), log_softmax(raw, axis=2).sum(axis=0))
+    top = -np.sort(-raw, axis=2)[:, :, :5]
+    var = top.var(axis=2, keepdims=True) + 1e-12
+    assert np.array_equal(fuse_fixed(raw, "var_topk"),
+                          (var / var.sum(axis=0, keepdims=True) * raw).sum(axis=0))
+    v = raw.transpose(1, 0, 2).astype(np.float32).astype(np.float64).var(axis=-1, keepdims=True)
+    v = v.astype(np.float32) + np.float32(1e-8)
+    want = (v / v.sum(axis=1, keepdims=True) * raw.transpose(1, 0, 2)).sum(axis=1)
+    assert np.array_equal(fuse_fixed(raw, "var"), want)
+    logp = precise_log_softmax(raw, axis=2)
+    for w in ([1.0, 1.5, 0.0], [0.2, 0.3, 0.5]):
+        with np.errstate(divide="ignore"):
+            ref = logsumexp(logp + np.log(w)[:, None, None], axis=0)
+        assert np.array_equal(fuse_probabilities_in_log_space(raw, "weighted", w), ref)
+    assert np.array_equal(fuse_probabilities_in_log_space(raw, "max", None), logp.max(axis=0))
+    labels = raw[0].argmax(1)
+    labels[::3] = raw[2, ::3].argmax(1)
+    grid = weight_grid(3, 0.25)
+    acc = (np.einsum("ws,snc->wnc", grid, raw).argmax(axis=2) == labels).mean(axis=1)
+    best = np.flatnonzero(acc == acc.max())
+    assert np.array_equal(select_weights(raw, labels, grid),
+                          grid[best[np.argmin(grid[best].std(axis=1))]])

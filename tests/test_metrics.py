@@ -68,3 +68,15 @@ def test_mcnemar_binomial_equals_scipy_binomtest_value_for_value():
         for k in range(0, n + 1, max(1, n // 25)):
             assert binom_test_half(k, n) == binomtest(k, n, 0.5).pvalue, (k, n)
     assert binom_test_half(0, 3000) == 0.0  # underflow: the table prints "< 1e-300"
+
+
+def test_bootstrap_ci_is_the_percentile_of_the_resampled_means():
+    """The counts-times-correctness form gives the CI that averaging the resampled videos
+    themselves gives (the same draws of one seed), ties' fractions included."""
+    rng = np.random.default_rng(5)
+    correct = (rng.random(3001) < 0.6).astype(float)
+    correct[:40] = 0.5  # two-way ties at the top
+    idx = np.random.default_rng(2).integers(0, len(correct), size=(300, len(correct)))
+    means = correct[idx].mean(axis=1)
+    want = (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
+    assert bootstrap_ci(correct, 300, seed=2) == pytest.approx(want, abs=1e-12)

@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp, softmax
+from scipy.special import log_softmax, softmax
 
 from .data.splits import group_of
 from .errors import UserError
@@ -22,12 +22,11 @@ from .fusion_folds import group_folds
 from .metrics import (
     bootstrap_ci,
     class_mean,
+    label_rank,
     mcnemar_p,
     mmaction_mean_class_accuracy,
-    strict_correct,
     tied_top,
-    topk_accuracy,
-    topk_correct,
+    topk_from_rank,
 )
 
 __all__ = ["FIXED_METHODS", "LEARNED_METHODS", "METHODS", "NORMS", "STACK_MODELS", "fuse_fixed",
@@ -69,16 +68,35 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
         if weights is None or len(weights) != stack.shape[0]:
             raise UserError(f"weighted fusion needs {stack.shape[0]} weights, got {weights}")
         return np.tensordot(np.asarray(weights, dtype=np.float64), stack, axes=1)
+    # one stream at a time below: the same numbers as the [S, N, C] expressions, without
+    # their full-size temporaries (the memory a Kinetics-size table peaks at)
     if method == "product":
-        return log_softmax(stack, axis=2).sum(axis=0)
+        return _sum_streams(log_softmax(x, axis=-1) for x in stack)
     if method == "var":  # per video, stream weight ~ variance of its class scores
-        return variance_weighted(stack.transpose(1, 0, 2), axis=1)  # over [N, S, C]
+        # = variance_weighted(stack.transpose(1, 0, 2), axis=1), value for value
+        v = np.stack([np.asarray(x, np.float32).astype(np.float64).var(axis=-1, keepdims=True)
+                      .astype(np.float32) for x in stack]) + np.float32(1e-8)  # [S, N, 1]
+        w = v / v.sum(axis=0, keepdims=True)
+        return _sum_streams(w[k] * x for k, x in enumerate(stack))
     if method == "var_topk":  # the same, with the variance of each stream's top-k scores
         k = min(topk, stack.shape[2])
-        top = -np.sort(-stack, axis=2)[:, :, :k]
+        c = stack.shape[2]
+        # each stream's top k in descending order, as -sort(-x)[:, :k] gives them
+        top = np.stack([np.sort(np.partition(x, c - k, axis=-1)[:, c - k:], axis=-1)[:, ::-1]
+                        for x in stack])
         var = top.var(axis=2, keepdims=True) + 1e-12  # [S, N, 1]
-        return (var / var.sum(axis=0, keepdims=True) * stack).sum(axis=0)
+        w = var / var.sum(axis=0, keepdims=True)
+        return _sum_streams(w[j] * x for j, x in enumerate(stack))
     raise UserError(f"unknown fusion method {method!r}; choose from {METHODS}")
+
+
+def _sum_streams(parts) -> np.ndarray:
+    """The sum of [N, C] arrays, added in order (as `.sum(axis=0)` over [S, N, C] adds)."""
+    it = iter(parts)
+    out = np.array(next(it), dtype=np.float64)
+    for p in it:
+        out += p
+    return out
 
 
 def weight_grid(num_streams: int, step: float | None = None) -> np.ndarray:
@@ -93,11 +111,21 @@ def weight_grid(num_streams: int, step: float | None = None) -> np.ndarray:
 def select_weights(stack: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The grid point with the best top-1 on (stack, labels); ties go to the most even
     weights (the smallest spread), then to grid order."""
-    # a few grid points at a time: all of them at once are [W, N, C], 21 copies of the scores
-    step = max(1, int(2e7 // max(1, stack[0].size)))
-    acc = np.concatenate([
-        (np.einsum("ws,snc->wnc", grid[i: i + step], stack).argmax(axis=2) == labels[None]
-         ).mean(axis=1) for i in range(0, len(grid), step)])
+    # chunks of videos, one grid point at a time: [rows, C] buffers that stay in cache
+    # instead of [W, N, C] (21 copies of the scores); the same products and sums
+    s, n, c = stack.shape
+    rows = max(1, 2 ** 17 // c)
+    hits = np.zeros(len(grid), np.int64)
+    z, t = np.empty((2, min(rows, n), c))
+    for i in range(0, n, rows):
+        xs, y = stack[:, i: i + rows], labels[i: i + rows]
+        m = len(y)
+        for j, w in enumerate(grid):
+            zz = np.multiply(xs[0], w[0], out=z[:m])
+            for k in range(1, s):
+                zz += np.multiply(xs[k], w[k], out=t[:m])
+            hits[j] += int((zz.argmax(axis=1) == y).sum())
+    acc = hits / n
     best = np.flatnonzero(acc == acc.max())
     return grid[best[np.argmin(grid[best].std(axis=1))]]
 
@@ -268,16 +296,18 @@ def score_row(method: str, norm: str, scores: np.ndarray, labels: np.ndarray,
     """Top-1 (with its bootstrap CI), top-5 and mean class accuracy; a video whose top scores
     tie counts as the expected accuracy of a uniform random tie-break. `mmaction`: also
     MMAction2's mean class accuracy."""
-    expected = topk_correct(scores, labels, 1)
+    above, equal = label_rank(scores, labels)  # one pass serves top-1, top-5 and McNemar
+    expected = topk_from_rank(above, equal, 1)
     lo, hi = bootstrap_ci(expected, resamples, seed=seed)
     tied = int(tied_top(scores).sum())
     if tied:
         detail = (detail + "; " if detail else "") + (
             f"{tied} videos tie at the top (scored as the expected accuracy of a random "
             "tie-break; wrong for McNemar)")
-    return Row(method, norm, float(expected.mean()), lo, hi, topk_accuracy(scores, labels, 5),
+    return Row(method, norm, float(expected.mean()), lo, hi,
+               float(topk_from_rank(above, equal, 5).mean()),
                class_mean(expected, labels, scores.shape[1]), None, labels_used,
-               strict_correct(scores, labels), scores.argmax(axis=1), detail, tied,
+               expected == 1.0, scores.argmax(axis=1), detail, tied,
                mmaction_mean_class_accuracy(scores, labels) if mmaction else None)
 
 
@@ -293,18 +323,40 @@ def precise_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def fuse_probabilities_in_log_space(raw: np.ndarray, method: str,
-                                    weights: list[float] | None) -> np.ndarray:
+                                    weights: list[float] | None,
+                                    logp: np.ndarray | None = None) -> np.ndarray:
     """`average`, `weighted` and `max` of softmax probabilities, as the log of the fused
     probability: the same class ranking as exact arithmetic, where logits in the hundreds
-    saturate the probabilities themselves to 0 and 1 and create ties that are not there."""
-    logp = precise_log_softmax(raw, axis=2)  # [S, N, C]
+    saturate the probabilities themselves to 0 and 1 and create ties that are not there.
+    `logp`: `precise_log_softmax` of `raw` along the classes, when the caller has it."""
+    if logp is None:
+        logp = np.stack([precise_log_softmax(r, axis=-1) for r in raw])  # [S, N, C]
     if method == "max":
         return logp.max(axis=0)
     w = np.full(len(raw), 1.0 / len(raw)) if method == "average" else np.asarray(weights, float)
     if (w < 0).any():
         raise UserError(f"weights must be >= 0 to fuse probabilities, got {list(w)}")
-    with np.errstate(divide="ignore"):
-        return logsumexp(logp + np.log(w)[:, None, None], axis=0)
+    # scipy's logsumexp over the streams (the maxima counted apart, log1p of the rest),
+    # value for value, one [N, C] at a time instead of [S, N, C] temporaries
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lw = np.log(w)
+        top = logp[0] + lw[0]
+        for k in range(1, len(w)):
+            np.maximum(top, logp[k] + lw[k], out=top)
+        m, s = np.zeros_like(top), np.zeros_like(top)
+        for k in range(len(w)):
+            t = logp[k] + lw[k]
+            eq = t == top
+            m += eq
+            t -= top
+            np.exp(t, out=t)
+            t[eq] = 0.0
+            s += t
+        np.divide(s, m, out=s, where=s != 0)
+        out = np.log1p(s, out=s)
+        out += np.log(m, out=m)
+        out += top
+        return out
 
 
 def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: list[str], *,
@@ -325,15 +377,27 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
     best = max(rows, key=lambda r: r.top1)
     raw = np.stack([np.asarray(streams[n], np.float64) for n in names])
     structured: dict[str, Learned] = {}  # fits of the structured stack, by their features
+    cache: dict[str, np.ndarray] = {"none": raw, "-": raw}  # [S, N, C] per norm, made once
+
+    def normed(norm: str) -> np.ndarray:
+        if norm not in cache:
+            cache[norm] = np.stack([normalize(s, norm) for s in raw])
+        return cache[norm]
+
+    def logp() -> np.ndarray:  # precise log-softmax of each stream
+        if "logp" not in cache:
+            cache["logp"] = np.stack([precise_log_softmax(s, axis=-1) for s in raw])
+        return cache["logp"]
+
     for method in methods:
         if method == "weighted" and weights is None:
             continue
         for norm in (["-"] if method == "product" else norms):
-            stack = raw if method == "product" else np.stack([normalize(s, norm) for s in raw])
+            stack = normed(norm)
             detail, used = "", "none"
             if method in FIXED_METHODS and norm == "softmax" and method in (
                     "average", "weighted", "max"):
-                fused = fuse_probabilities_in_log_space(raw, method, weights)
+                fused = fuse_probabilities_in_log_space(raw, method, weights, logp())
                 if method == "weighted":
                     detail = "weights " + ":".join(f"{w:g}" for w in weights)
                     used = "none (weights fixed in advance)"
@@ -356,7 +420,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                     learned = structured[key]
                 else:
                     if as_log:
-                        stack = np.stack([prep(s) for s in raw])
+                        stack = logp()
                     v = None
                     if val is not None:
                         v = np.stack([prep(val[0][n]) for n in names])

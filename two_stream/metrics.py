@@ -17,10 +17,20 @@ def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarr
     exactly as much, the label's rank is uniform over a+1..a+e, so the chance is
     clip((k - a) / e, 0, 1). Neither class order nor float precision changes the number.
     """
+    above, equal = label_rank(scores, labels)
+    return topk_from_rank(above, equal, k)
+
+
+def label_rank(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int [N] each: classes scoring above the label, and exactly as much (the label among
+    them): what `topk_correct` needs for every k, from one pass over the scores."""
     s = np.asarray(scores)
     v = s[np.arange(len(labels)), labels][:, None]
-    above = (s > v).sum(axis=1)
-    equal = (s == v).sum(axis=1)
+    return (s > v).sum(axis=1), (s == v).sum(axis=1)
+
+
+def topk_from_rank(above: np.ndarray, equal: np.ndarray, k: int) -> np.ndarray:
+    """`topk_correct` from `label_rank`'s counts."""
     return np.clip((k - above) / equal, 0.0, 1.0)
 
 
@@ -70,27 +80,35 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> 
 
 
 _resample_cache: dict[tuple[int, int, int], np.ndarray] = {}
+_CHUNK = 100  # resamples drawn and counted at a time: [100, n] temporaries, not [R, n]
 
 
-def _resamples(n: int, num_resamples: int, seed: int) -> np.ndarray:
-    """int32 [R, n] bootstrap indices of one seed: every row of a table resamples the same
-    videos (paired CIs), so they are drawn once per (n, R, seed) and kept for the next row."""
+def _resample_counts(n: int, num_resamples: int, seed: int) -> np.ndarray:
+    """float32 [R, n]: how often each video is drawn in each bootstrap resample of one seed
+    (the draws of `rng.integers(0, n, (R, n))`, counted). Every row of a table resamples the
+    same videos (paired CIs), so they are counted once per (n, R, seed) and kept for the next
+    row; a resample's mean is then one product with the counts instead of a gather."""
     key = (n, num_resamples, seed)
     if key not in _resample_cache:
-        _resample_cache.clear()  # one table at a time: [R, n] can be 80 MB at Kinetics size
+        _resample_cache.clear()  # one table at a time: [R, n] is 80 MB at Kinetics size
         rng = np.random.default_rng(seed)
-        _resample_cache[key] = rng.integers(0, n, size=(num_resamples, n)).astype(np.int32)
+        counts = np.empty((num_resamples, n), np.float32)
+        for i in range(0, num_resamples, _CHUNK):
+            m = min(_CHUNK, num_resamples - i)
+            idx = rng.integers(0, n, size=(m, n))  # the same stream as one [R, n] draw
+            c = np.bincount((idx + n * np.arange(m)[:, None]).ravel(), minlength=m * n)
+            counts[i: i + m] = c.reshape(m, n)
+        _resample_cache[key] = counts
     return _resample_cache[key]
 
 
 def bootstrap_ci(correct: np.ndarray, num_resamples: int = 1000, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the accuracy `correct.mean()` (videos resampled)."""
-    idx = _resamples(len(correct), num_resamples, seed)
-    # 100 resamples at a time: all at once is a float [R, n] copy (160 MB at Kinetics size);
-    # each resample's mean is the same either way
-    means = np.concatenate([correct[idx[i: i + 100]].mean(axis=1)
-                            for i in range(0, len(idx), 100)])
+    counts = _resample_counts(len(correct), num_resamples, seed)
+    # float32: for 0/1 correctness the sums are integers below 2^24, exact; a tie's fraction
+    # moves a mean by ~1e-7 at most
+    means = (counts @ np.asarray(correct, np.float32)).astype(np.float64) / len(correct)
     a = (1 - level) / 2
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
