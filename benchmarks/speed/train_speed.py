@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     warm = max(2, args.workers * args.prefetch)
     note = (f"{SEGMENTS} segments x {args.size} px per video, images = snippets; batch "
             f"{args.batch_size}; {args.steps} timed steps per column, after warm-up steps "
-            f"that are not timed (model only: 2; pipeline: {warm}, the batches {args.workers} "
-            f"workers x {args.prefetch} prefetch hold in flight, each row a fresh loader); device "
+            f"that are not timed ({warm} for both: the batches {args.workers} workers x "
+            f"{args.prefetch} prefetch hold in flight; each pipeline a fresh loader); device "
             f"synchronised before every clock read; cudnn.benchmark on CUDA. fp32 on CUDA: "
             f"convolutions in TF32 (cuDNN's default, allow_tf32="
             f"{torch.backends.cudnn.allow_tf32}), matmuls in fp32. Pipeline data: {data_what}; "
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                               torch.randint(0, 101, (args.batch_size,), generator=g).to(device),
                               None) for _ in range(4)]
                 alone, first = time_steps(model, itertools.cycle(on_device), device=device,
-                                          amp_dtype=amp, warmup=2, steps=args.steps,
+                                          amp_dtype=amp, warmup=warm, steps=args.steps,
                                           batch=args.batch_size)
                 del on_device
                 row = {"device": device.type, "arch": arch, "modality": modality,
