@@ -33,13 +33,8 @@ from .device import resolve_device
 from .errors import EXIT_CODES_HELP, EXIT_OK, EXIT_SOME_FAILED, UserError, run_cli
 from .executors import ArrayTaskError, add_executor_args, options_from_args
 from .extraction import (
-    Summary,
     extract_all,
-    extract_video,
     failures_path,
-    pending,
-    run_job,
-    write_failures,
 )
 from .flow import DIS_PRESETS
 from .params import (
@@ -51,14 +46,8 @@ from .params import (
     FlowParams,
     TVL1Params,
 )
-from .rawframes import VIDEO_EXTENSIONS, VideoError, clean_stale_tmp, video_id
 from .shards import SUBMITIT_DIR, ShardSettings, run_array
-from .videos import iter_frames, list_videos, shard, target_size
-
-# re-exported: the names callers took from this module before the library moved out of it
-__all__ = ["VIDEO_EXTENSIONS", "ExtractConfig", "Summary", "VideoError", "clean_stale_tmp",
-           "extract_all", "extract_video", "failures_path", "iter_frames", "list_videos",
-           "main", "pending", "run_job", "shard", "target_size", "video_id", "write_failures"]
+from .videos import list_videos, shard
 
 
 def _batch_pairs(text: str) -> int | str:

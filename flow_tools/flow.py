@@ -13,13 +13,8 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .params import (  # noqa: F401  (re-exported: callers that took them from this module)
-    ALGORITHMS,
-    BACKENDS,
-    LIGHT_TVL1,
-    FarnebackParams,
+from .params import (
     FlowParams,
-    TVL1Params,
 )
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,

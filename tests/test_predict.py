@@ -6,7 +6,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from tiny import synthetic_rawframes
 
 from two_stream import cli, predict
 from two_stream.data.build import build_data
@@ -20,10 +19,12 @@ TINY = SyntheticConfig(num_groups=3, clips_per_group=2, test_groups=1, num_frame
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, rawframes_factory):
     root = tmp_path_factory.mktemp("pred")
     # short side 48, not the clips' 56: prediction must resize as the extraction did
-    synthetic_rawframes(root / "syn", root / "frames", TINY, new_short=48)
+    shared = rawframes_factory(TINY, new_short=48)  # read-only: linked, runs written beside
+    (root / "syn").symlink_to(shared.root)
+    (root / "frames").symlink_to(shared.frames)
     common = ["--split-dir", str(root / "syn" / "splits"), "--frames", str(root / "frames"),
               "--input-size", "32", "--scale-size", "40", "--num-segments", "2",
               "--test-segments", "3", "--epochs", "1", "--batch-size", "8", "--workers", "0",

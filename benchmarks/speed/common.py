@@ -11,8 +11,8 @@ import cv2
 import pandas as pd
 import torch
 
-from flow_tools.extract import ExtractConfig, extract_all
-from flow_tools.flow import LIGHT_TVL1, FlowParams
+from flow_tools.extraction import extract_all
+from flow_tools.params import LIGHT_TVL1, ExtractConfig, FlowParams
 from two_stream.data.frames import RawframeSource
 from two_stream.data.splits import VideoRecord, resolve_records
 from two_stream.data.synthetic import SyntheticConfig, generate

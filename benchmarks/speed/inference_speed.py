@@ -23,8 +23,8 @@ import torch
 
 from benchmarks.speed.common import sync
 from flow_tools.device import resolve_device
-from flow_tools.extract import ExtractConfig, iter_frames
-from flow_tools.flow import FlowParams
+from flow_tools.params import ExtractConfig, FlowParams
+from flow_tools.videos import iter_frames
 from two_stream import predict
 from two_stream.data.sampling import test_indices
 from two_stream.data.transforms import eval_sample, flow_snippets

@@ -186,7 +186,7 @@ def test_an_error_from_a_loader_worker_is_one_plain_line():
 
 
 def test_a_missing_frame_read_by_a_worker_gives_the_line_without_workers(tmp_path, capsys):
-    from tiny import synthetic_rawframes
+    from helpers.data import synthetic_rawframes
 
     from two_stream import cli
     syn = tmp_path / "syn"

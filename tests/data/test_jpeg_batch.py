@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import synthetic_rawframes
+from helpers.data import synthetic_rawframes
 from torch.utils.data import DataLoader
 
 from flow_tools.pack import INDEX, PACK

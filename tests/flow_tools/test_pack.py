@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from tiny import synthetic_rawframes
+from helpers.data import synthetic_rawframes
 
 from flow_tools.pack import INDEX, PACK
 from flow_tools.pack import main as pack_main
