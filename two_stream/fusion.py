@@ -3,7 +3,8 @@
 Scores are stacked as [S, N, C] (streams, videos, classes) after per-stream normalisation.
 Fixed rules (average, max, weighted with given weights, product, var, var_topk) use no label.
 Learned rules never see the label of a video they score: `search` (grid over the weight
-simplex) and `stack` (multinomial logistic regression) are fitted either on a separate
+simplex) and `stack` (`two_stream.stacking`: the structured model, or the full one) are
+fitted either on a separate
 validation score file or by k-fold cross-validation, each fold scored by a model fitted on the
 other folds only (out-of-fold).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from . import stacking
 from .data.splits import group_of
 from .errors import UserError
 from .fusion_choices import FIXED_METHODS, LEARNED_METHODS, METHODS, NORMS, STACK_MODELS
@@ -28,6 +30,10 @@ from .metrics import (
     tied_top,
     topk_from_rank,
 )
+from .stacking import fit_logistic
+from .stacking import full_features as _features
+
+ROWS = 4096  # videos per block where a rule works a block at a time
 
 __all__ = ["FIXED_METHODS", "LEARNED_METHODS", "METHODS", "NORMS", "STACK_MODELS", "fuse_fixed",
            "fusion_rows", "learn", "normalize"]
@@ -71,7 +77,10 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
     # one stream at a time below: the same numbers as the [S, N, C] expressions, without
     # their full-size temporaries (the memory a Kinetics-size table peaks at)
     if method == "product":
-        return _sum_streams(log_softmax(x, axis=-1) for x in stack)
+        out = np.empty(stack.shape[1:])
+        for i in range(0, len(out), ROWS):
+            out[i: i + ROWS] = _sum_streams(log_softmax(x[i: i + ROWS], axis=-1) for x in stack)
+        return out
     if method == "var":  # per video, stream weight ~ variance of its class scores
         # = variance_weighted(stack.transpose(1, 0, 2), axis=1), value for value
         v = np.stack([np.asarray(x, np.float32).astype(np.float64).var(axis=-1, keepdims=True)
@@ -79,9 +88,8 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
         w = v / v.sum(axis=0, keepdims=True)
         return _sum_streams(w[k] * x for k, x in enumerate(stack))
     if method == "var_topk":  # the same, with the variance of each stream's top-k scores
-        k = min(topk, stack.shape[2])
         c = stack.shape[2]
-        # each stream's top k in descending order, as -sort(-x)[:, :k] gives them
+        k = min(topk, c)  # each stream's top k, descending as -sort(-x)[:, :k] gives them
         top = np.stack([np.sort(np.partition(x, c - k, axis=-1)[:, c - k:], axis=-1)[:, ::-1]
                         for x in stack])
         var = top.var(axis=2, keepdims=True) + 1e-12  # [S, N, 1]
@@ -130,46 +138,6 @@ def select_weights(stack: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> n
     return grid[best[np.argmin(grid[best].std(axis=1))]]
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-2,
-                 theta0: np.ndarray | None = None):
-    """Multinomial logistic regression (L-BFGS, L2 on weights) on standardised features.
-
-    Returns (a function features [M, D] -> class log-probabilities [M, C], the fitted
-    parameters). `theta0` warm-starts the solver (the folds of a cross-validation fit
-    nearly the same model: starting from the previous fold's saves most iterations).
-    """
-    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-8
-    z = (x - mu) / sd
-    n, d = z.shape
-    z32 = z.astype(np.float32)  # the two products dominate: float32 halves their cost
-    rows = np.arange(n)
-
-    def loss_grad(theta):
-        w, b = theta[: d * num_classes].reshape(d, num_classes), theta[d * num_classes:]
-        logits = (z32 @ w.astype(np.float32)).astype(np.float64) + b
-        logp = log_softmax(logits, axis=1)
-        loss = -logp[rows, y].sum() / n + 0.5 * l2 * (w * w).sum()
-        g = np.exp(logp)
-        g[rows, y] -= 1.0
-        g /= n
-        gw = (z32.T @ g.astype(np.float32)).astype(np.float64) + l2 * w
-        return loss, np.concatenate([gw.ravel(), g.sum(axis=0)])
-
-    if theta0 is None:
-        theta0 = np.zeros(d * num_classes + num_classes)
-    # ftol 1e-6: the loss stops improving by more than a millionth; tighter only moves the
-    # weights by amounts that change almost no prediction, at a large cost in time
-    from scipy.optimize import minimize  # here: seconds of import a table without it skips
-    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": 300, "ftol": 1e-6})
-    w, b = res.x[: d * num_classes].reshape(d, num_classes), res.x[d * num_classes:]
-    return (lambda xt: log_softmax(((xt - mu) / sd) @ w + b, axis=1)), res.x
-
-
-def _features(stack: np.ndarray) -> np.ndarray:
-    return stack.transpose(1, 0, 2).reshape(stack.shape[1], -1)  # [N, S*C]
-
-
 @dataclass
 class Learned:
     """Scores of a learned rule and how its labels were used."""
@@ -195,7 +163,6 @@ def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str],
     if stack_model not in STACK_MODELS:
         raise UserError(f"unknown stacking model {stack_model!r}; choose from {STACK_MODELS}")
     if method == "stack" and stack_model == "structured":
-        from . import stacking
         if val_stack is not None:
             vg = val_groups if val_groups is not None else [str(i) for i in range(len(val_labels))]
             res = stacking.stack_on_validation(stack, val_stack, val_labels, vg, seed=seed)
@@ -319,7 +286,17 @@ def precise_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(t)
     top = np.expand_dims(np.argmax(t, axis=axis), axis)
     np.put_along_axis(e, top, 0.0, axis=axis)  # one maximum contributes the 1 of log1p
-    return t - np.log1p(e.sum(axis=axis, keepdims=True))
+    t -= np.log1p(e.sum(axis=axis, keepdims=True))
+    return t
+
+
+def _per_stream(raw: np.ndarray, fn) -> np.ndarray:
+    """[S, N, C] of fn(raw[s]) for a per-video fn, filled in place (no copies to stack)."""
+    out = np.empty(raw.shape, np.float64)
+    for k, x in enumerate(raw):
+        for i in range(0, x.shape[0], ROWS):  # rows at a time: small temporaries
+            out[k, i: i + ROWS] = fn(x[i: i + ROWS])
+    return out
 
 
 def fuse_probabilities_in_log_space(raw: np.ndarray, method: str,
@@ -330,21 +307,29 @@ def fuse_probabilities_in_log_space(raw: np.ndarray, method: str,
     saturate the probabilities themselves to 0 and 1 and create ties that are not there.
     `logp`: `precise_log_softmax` of `raw` along the classes, when the caller has it."""
     if logp is None:
-        logp = np.stack([precise_log_softmax(r, axis=-1) for r in raw])  # [S, N, C]
+        logp = _per_stream(raw, precise_log_softmax)  # [S, N, C]
     if method == "max":
         return logp.max(axis=0)
     w = np.full(len(raw), 1.0 / len(raw)) if method == "average" else np.asarray(weights, float)
     if (w < 0).any():
         raise UserError(f"weights must be >= 0 to fuse probabilities, got {list(w)}")
-    # scipy's logsumexp over the streams (the maxima counted apart, log1p of the rest),
-    # value for value, one [N, C] at a time instead of [S, N, C] temporaries
-    with np.errstate(divide="ignore", invalid="ignore"):
+    out = np.empty(logp.shape[1:])
+    with np.errstate(divide="ignore"):
         lw = np.log(w)
+    for i in range(0, out.shape[0], ROWS):  # rows at a time: [ROWS, C] temporaries
+        out[i: i + ROWS] = _logsumexp_streams(logp[:, i: i + ROWS], lw)
+    return out
+
+
+def _logsumexp_streams(logp: np.ndarray, lw: np.ndarray) -> np.ndarray:
+    """scipy's logsumexp of logp + lw over the streams (the maxima counted apart, log1p of
+    the rest), value for value, one stream at a time."""
+    with np.errstate(divide="ignore", invalid="ignore"):
         top = logp[0] + lw[0]
-        for k in range(1, len(w)):
+        for k in range(1, len(lw)):
             np.maximum(top, logp[k] + lw[k], out=top)
-        m, s = np.zeros_like(top), np.zeros_like(top)
-        for k in range(len(w)):
+        m, s = np.zeros(top.shape, np.uint8), np.zeros_like(top)  # m: streams at the max
+        for k in range(len(lw)):
             t = logp[k] + lw[k]
             eq = t == top
             m += eq
@@ -354,7 +339,8 @@ def fuse_probabilities_in_log_space(raw: np.ndarray, method: str,
             s += t
         np.divide(s, m, out=s, where=s != 0)
         out = np.log1p(s, out=s)
-        out += np.log(m, out=m)
+        tie = m > 1  # log(m) = 0 elsewhere: adding it there changes nothing
+        out[tie] += np.log(m[tie].astype(np.float64))
         out += top
         return out
 
@@ -381,15 +367,26 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
 
     def normed(norm: str) -> np.ndarray:
         if norm not in cache:
-            cache[norm] = np.stack([normalize(s, norm) for s in raw])
+            cache[norm] = _per_stream(raw, lambda s: normalize(s, norm))
         return cache[norm]
 
     def logp() -> np.ndarray:  # precise log-softmax of each stream
         if "logp" not in cache:
-            cache["logp"] = np.stack([precise_log_softmax(s, axis=-1) for s in raw])
+            cache["logp"] = _per_stream(raw, precise_log_softmax)
         return cache["logp"]
 
-    for method in methods:
+    def needs(method: str, norm: str) -> str:  # the cache entry a row reads
+        if method == "product":
+            return "-"
+        if norm == "softmax" and (method in ("average", "weighted", "max") or (
+                method == "stack" and stack_model == "structured")):
+            return "logp"  # (the structured [softmax] is the [none] fit when there is one)
+        return norm
+
+    for i_method, method in enumerate(methods):
+        later = {needs(m, n) for m in methods[i_method:] for n in norms}
+        for key in set(cache) - later - {"none", "-"}:
+            del cache[key]  # no later row reads it: a full-size array less at the peak
         if method == "weighted" and weights is None:
             continue
         for norm in (["-"] if method == "product" else norms):
