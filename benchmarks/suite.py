@@ -106,17 +106,6 @@ def step_data(args, work: Path) -> recipes.DataInputs:
     return inputs
 
 
-def step_frames(args, videos: Path, work: Path, preset: dict) -> Path:
-    if args.frames:
-        return Path(args.frames)
-    out = work / "frames"
-    s = recipes.extract_frames(videos, out, preset=preset, quiet=args.quiet)
-    print(f"frames and flow at {out}: {s.line()}")
-    if s.failed:
-        print(f"warning: {s.failed} videos failed, see {out / 'failures.csv'}")
-    return out
-
-
 def group_accuracy(sf: ScoreFile, classes: list[str]) -> float:
     """Top-1 over the videos of the given classes."""
     idx = [sf.classes.index(c) for c in classes]
@@ -370,7 +359,8 @@ def _run(args: argparse.Namespace, splits: list[int]) -> int:
         inputs = step_data(args, work)
     videos, split_dir, manifest = inputs.videos, inputs.split_dir, inputs.manifest
     with timer("frames and flow"):
-        frames = step_frames(args, videos, work, preset)
+        frames = recipes.frames_step(videos, work, preset=preset, frames=args.frames,
+                                     quiet=args.quiet)
     if args.executor != "inprocess" or args.dry_run:
         with timer("parallel training"):
             if not train_in_parallel(args, splits, split_dir, frames, work, preset):

@@ -189,15 +189,9 @@ class Plan:
 def flow_frames(args, videos: Path, work: Path, preset: dict, algorithm: str | None) -> Path:
     """The rawframes of a flow algorithm: the suite's frames for the preset's algorithm, one
     more extraction per other algorithm (same sizes and bound)."""
-    if (algorithm is None or algorithm == preset["flow"].algorithm) and args.frames:
-        return Path(args.frames)
     if algorithm is None or algorithm == preset["flow"].algorithm:
-        out = work / "frames"
-        s = recipes.extract_frames(videos, out, preset=preset, quiet=args.quiet)
-        print(f"frames and flow at {out}: {s.line()}")
-        if s.failed:
-            print(f"warning: {s.failed} videos failed, see {out / 'failures.csv'}")
-        return out
+        return recipes.frames_step(videos, work, preset=preset, frames=args.frames,
+                                   quiet=args.quiet)
     if args.frames:
         raise UserError(f"{FLOW_KEY}={algorithm}: the sweep extracts rawframes per flow "
                         "algorithm from --videos; it cannot re-extract --frames")

@@ -284,6 +284,20 @@ def extract_frames(videos: Path, out: Path, *, preset: dict, flow: FlowParams | 
     return extract_all(videos, out, cfg=cfg, workers=os.cpu_count() or 1, quiet=quiet)
 
 
+def frames_step(videos: Path, work: Path, *, preset: dict, frames: str | None = None,
+                quiet: bool = False) -> Path:
+    """The suite's and the sweep's rawframes: `frames` when given, else `work/frames` extracted
+    with the preset (what was done and any failures printed, as the other steps do)."""
+    if frames:
+        return Path(frames)
+    out = work / "frames"
+    s = extract_frames(videos, out, preset=preset, quiet=quiet)
+    print(f"frames and flow at {out}: {s.line()}")
+    if s.failed:
+        print(f"warning: {s.failed} videos failed, see {out / 'failures.csv'}")
+    return out
+
+
 # --- train or reuse -------------------------------------------------------------------------
 TRAINING_OUTPUTS = ("checkpoint_", "scores_", "features_", "log.csv", "curves.png")
 

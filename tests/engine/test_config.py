@@ -10,20 +10,10 @@ import torch
 from flow_tools.errors import UserError
 from two_stream import cli
 from two_stream.config import CONCERNS, Config, RunConfig
-from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint, save_checkpoint
 from two_stream.engine.train import fit
 
 OLD = Path(__file__).with_name("config_before_config_class.json")
-TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frames=8,
-                       width=48, height=40)
-
-
-@pytest.fixture(scope="module")
-def syn(rawframes_factory):
-    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
-
-
 def test_a_config_json_written_before_config_loads_with_its_values():
     """The file the code before `Config` wrote (commit cba3cc9): every section and field comes
     back with its value; fields added since only in `run`, at their defaults."""

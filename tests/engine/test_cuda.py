@@ -12,21 +12,11 @@ import torch
 
 from two_stream import cli
 from two_stream.config import RunConfig
-from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.engine.settings import amp_settings
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-
-TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frames=12,
-                       width=64, height=48)
-
-
-@pytest.fixture(scope="module")
-def syn(rawframes_factory):
-    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
-
 
 def _args(syn, run_dir, *extra):
     return ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),

@@ -7,21 +7,12 @@ import torch.distributed
 from flow_tools.errors import UserError
 from two_stream import cli
 from two_stream.config import OptimConfig, RunConfig
-from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine import distributed as dist
 from two_stream.engine import settings
 from two_stream.engine.checkpoint import load_checkpoint
 from two_stream.engine.optim import build_optimizer, build_scheduler
 from two_stream.engine.train import train_one_epoch
 from two_stream.models.tsn import TSN, ModelConfig
-
-TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frames=8,
-                       width=48, height=40)
-
-
-@pytest.fixture(scope="module")
-def syn(rawframes_factory):
-    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
 
 
 def _train_args(syn, run_dir, *extra):

@@ -9,17 +9,11 @@ import time
 
 import pytest
 
-from two_stream.data.synthetic import SyntheticConfig
-
-TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frames=8,
-                       width=48, height=40)
-
 
 @pytest.mark.e2e
-def test_a_second_writer_of_a_run_directory_is_refused(rawframes_factory, tmp_path):
-    syn = rawframes_factory(TINY)
+def test_a_second_writer_of_a_run_directory_is_refused(syn, tmp_path):
     run = tmp_path / "run"
-    args = ["--split-dir", str(syn.splits), "--frames", str(syn.frames),
+    args = ["--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
             "--run-dir", str(run), "--input-size", "32", "--scale-size", "36",
             "--num-segments", "1", "--batch-size", "4", "--workers", "0", "--val-ratio", "0",
             "--device", "cpu", "--quiet", "--tensorboard", "off"]

@@ -6,21 +6,11 @@ import csv
 import pytest
 
 from two_stream import cli
-from two_stream.data.synthetic import SyntheticConfig
 from two_stream.engine import tensorboard as tb
 from two_stream.engine.checkpoint import load_checkpoint
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator")
-
-TINY = SyntheticConfig(num_groups=4, clips_per_group=1, test_groups=1, num_frames=8,
-                       width=48, height=40)
-
-
-@pytest.fixture(scope="module")
-def syn(rawframes_factory):
-    return rawframes_factory(TINY).root  # shared, read-only: frames/, splits/, videos/
-
 
 def _train(syn, run_dir, *extra):
     return ["train", "--split-dir", str(syn / "splits"), "--frames", str(syn / "frames"),
