@@ -4,9 +4,11 @@ learns at the shape of a large problem, stays out-of-fold, and `--stack full` is
 import numpy as np
 import pytest
 
-from two_stream import fusion, stacking
+from two_stream import stacking
 from two_stream.data.splits import group_of
-from two_stream.fusion import fusion_rows, group_folds, learn, normalize
+from two_stream.errors import UserError
+from two_stream.fusion import fusion_rows, learn, normalize
+from two_stream.fusion_folds import group_folds
 from two_stream.scores import align, load_any
 from two_stream.synthetic_scores import kinetics_like
 
@@ -44,11 +46,11 @@ def test_full_model_is_still_there_and_is_the_old_one():
     out, warm = np.zeros(stack.shape[1:]), None
     for f in range(5):
         tr, te = folds != f, folds == f
-        model, warm = fusion.fit_logistic(fusion._features(stack[:, tr]), labels[sub][tr],
+        model, warm = stacking.fit_logistic(stacking.full_features(stack[:, tr]), labels[sub][tr],
                                           stack.shape[2], theta0=warm)
-        out[te] = model(fusion._features(stack[:, te]))
+        out[te] = model(stacking.full_features(stack[:, te]))
     assert np.array_equal(full.scores, out) and full.detail == ""
-    with pytest.raises(fusion.UserError, match="unknown stacking model"):
+    with pytest.raises(UserError, match="unknown stacking model"):
         learn("stack", stack, labels[sub], groups, stack_model="huge")
 
 

@@ -8,11 +8,11 @@ from two_stream.fusion import (
     consensus_from_snippets,
     fuse_fixed,
     fusion_rows,
-    group_folds,
     learn,
     normalize,
     weight_grid,
 )
+from two_stream.fusion_folds import group_folds
 from two_stream.models.consensus import segment_consensus
 from two_stream.scores import align, load_any
 

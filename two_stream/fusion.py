@@ -30,8 +30,7 @@ from .metrics import (
     tied_top,
     topk_from_rank,
 )
-from .stacking import fit_logistic
-from .stacking import full_features as _features
+from .stacking import fit_logistic, full_features
 
 ROWS = 4096  # videos per block where a rule works a block at a time
 
@@ -180,10 +179,10 @@ def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str],
         if method == "search":
             w = select_weights(tr_stack, tr_labels, grid)
             return np.tensordot(w, te_stack, axes=1), w.tolist()
-        model, theta = fit_logistic(_features(tr_stack), tr_labels, num_classes,
+        model, theta = fit_logistic(full_features(tr_stack), tr_labels, num_classes,
                                     theta0=warm[-1] if warm else None)
         warm.append(theta)
-        return model(_features(te_stack)), None
+        return model(full_features(te_stack)), None
 
     if val_stack is not None:
         scores, w = fit_apply(val_stack, val_labels, stack)
