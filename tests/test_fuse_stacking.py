@@ -113,3 +113,19 @@ def test_ucf15_learned_rows_no_worse_than_before(fixtures):
                        methods=("stack",), norms=("none", "softmax"), resamples=10)
     for r in rows[2:]:
         assert round(100 * r.top1, 2) >= UCF15_BEFORE[(r.method, r.norm)], r
+
+
+def test_fit_on_centred_slices_is_the_fit_on_scaled_features():
+    """The out-of-fold fits read slices of one centred copy and fold the stream scale into
+    the coefficients: the same model as fitting `_features` of the training videos."""
+    labels, _, streams = kinetics_like(900, 40, seed=5)
+    stack = np.stack([streams[k].astype(np.float64) for k in streams])
+    x, scale = stacking._features(stack)
+    centred = x * scale.astype(np.float32)[:, None, None]
+    a = stacking.fit(x, labels, 1e-2, scale)
+    b = stacking.fit([centred[:, :300], centred[:, 300:]], labels, 1e-2, scale,
+                     centred_only=True)
+    assert a.converged and b.converged
+    np.testing.assert_allclose(b.theta, a.theta, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(stacking.predict(b, stack), stacking.predict(a, stack),
+                               atol=1e-3)
