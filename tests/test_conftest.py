@@ -1,6 +1,6 @@
 """The fixture guard itself: a missing ../shared skips locally and fails under CI."""
 import pytest
-from conftest import fixtures_missing
+from helpers.real_fixtures import fixtures_missing
 
 
 def test_missing_fixtures_skip_locally_and_fail_under_ci(tmp_path, monkeypatch):
