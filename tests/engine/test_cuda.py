@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.layouts import conv_layouts
 
 from two_stream import cli
 from two_stream.config import RunConfig
@@ -65,21 +66,9 @@ def test_amp_auto_follows_compute_capability():
 def test_channels_last_reaches_every_convolution_on_cuda(syn, tmp_path):
     """--channels-last auto is on with CUDA: every k x k convolution of training gets NHWC
     inputs and weights."""
-    seen = []
-
-    def hook(module, inputs, output):
-        x = inputs[0]
-        if (isinstance(module, torch.nn.Conv2d) and x.dim() == 4 and min(x.shape[1:]) > 1
-                and module.kernel_size != (1, 1)):
-            cl = torch.channels_last
-            seen.append((x.is_contiguous(memory_format=cl),
-                         module.weight.is_contiguous(memory_format=cl)))
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
+    with conv_layouts() as seen:
         assert cli.main(["train", *_args(syn, tmp_path / "cl", "--epochs", "1")]) == 0
-    finally:
-        handle.remove()
-    assert seen and all(i and w for i, w in seen)
+    assert seen and all(i and w for i, w, _ in seen)
 
 
 def test_gpu_decode_training_on_cuda(syn, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.layouts import conv_layouts
 
 from flow_tools.errors import UserError
 from two_stream import cli
@@ -346,18 +347,7 @@ def test_bf16_and_channels_last_reach_every_convolution(syn, tmp_path):
     """With --amp bf16 --channels-last on, every convolution of training and of evaluation
     gets NHWC inputs and weights and computes in bf16; with both off, none does (so the test
     fails if a switch does nothing)."""
-    seen = []
-
-    def hook(module, inputs, output):
-        x = inputs[0]
-        # only where the two layouts differ: C, H, W > 1 and a kernel larger than 1 x 1
-        if (isinstance(module, torch.nn.Conv2d) and x.dim() == 4 and min(x.shape[1:]) > 1
-                and module.kernel_size != (1, 1)):
-            cl = torch.channels_last
-            seen.append((x.is_contiguous(memory_format=cl),
-                         module.weight.is_contiguous(memory_format=cl), output.dtype))
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
+    with conv_layouts() as seen:
         for amp, cl in (("bf16", "on"), ("off", "off")):
             seen.clear()
             run = fit(_cfgs(_args(syn, tmp_path / amp, "--epochs", "1", "--amp", amp,
@@ -373,8 +363,6 @@ def test_bf16_and_channels_last_reach_every_convolution(syn, tmp_path):
                 else:
                     assert not any(i or w for i, w, _ in phase)
                     assert all(d == torch.float32 for _, _, d in phase)
-    finally:
-        handle.remove()
     with pytest.raises(UserError, match="--amp fp16 needs CUDA"):
         fit(_cfgs(_args(syn, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16")))
 
