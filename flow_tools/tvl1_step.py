@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .tvl1_median import median_filter
+from .tvl1_median import median_filter, median_of_padded
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,14 @@ def inner_chunk(u: torch.Tensor, dual: torch.Tensor, error: torch.Tensor, warped
 def median_step(u: torch.Tensor, run: torch.Tensor, *, k: int) -> torch.Tensor:
     """The k x k median of the flow channels of u [B, C, H, W] for the pairs still running."""
     return torch.cat([_where(run, median_filter(u[:, :2], k), u[:, :2]), u[:, 2:]], dim=1)
+
+
+def median_step_padded(u: torch.Tensor, padded: torch.Tensor, run: torch.Tensor, *, k: int
+                       ) -> torch.Tensor:
+    """`median_step` with the flow channels already padded (`tvl1_median.pad_replicate`)
+    outside the graph: what is compiled, since replicate padding inside it does not
+    vectorise."""
+    return torch.cat([_where(run, median_of_padded(padded, k), u[:, :2]), u[:, 2:]], dim=1)
 
 
 _compiled: dict = {}

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flow_tools.tvl1_median import median_filter, median_of
+from flow_tools import tvl1_step
+from flow_tools.tvl1_median import median_blur_cpu, median_filter, median_of, pad_replicate
 
 
 def _unfold_median(u: torch.Tensor, k: int) -> torch.Tensor:
@@ -44,3 +45,23 @@ def test_median_of_any_odd_count():
         assert torch.equal(median_of(list(vals)), vals.median(dim=0).values), n
     with pytest.raises(ValueError, match="odd"):
         median_of([vals[0], vals[1]])
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_the_fast_paths_equal_the_network(k):
+    """OpenCV's median (the CPU fast path) and the network on padded input (what CUDA
+    compiles) give the network's values on the running pairs and leave the others alone."""
+    g = torch.Generator().manual_seed(k)
+    u = torch.randn(3, 3, 23, 31, generator=g)  # 3 channels: the illumination one stays
+    u[1] = torch.randint(0, 4, (3, 23, 31), generator=g).float()  # ties
+    run = torch.tensor([True, True, False])
+    want = tvl1_step.median_step(u, run, k=k)
+    assert torch.equal(want[2], u[2]) and not torch.equal(want[0], u[0])
+    assert torch.equal(median_blur_cpu(u, run, k), want)
+    padded = pad_replicate(u[:, :2], k)
+    assert torch.equal(tvl1_step.median_step_padded(u, padded, run, k=k), want)
+
+
+def test_opencv_median_only_at_its_float_sizes():
+    with pytest.raises(ValueError, match="3 and 5"):
+        median_blur_cpu(torch.zeros(1, 2, 9, 9), torch.tensor([True]), 7)
