@@ -45,6 +45,7 @@ from flow_tools.flow import compute_flow, endpoint_error, read_flo
 from flow_tools.params import ALGORITHMS, ExtractConfig, FlowParams
 from flow_tools.quantize import dequantize, quantize
 from flow_tools.tvl1_torch import tvl1
+from flow_tools.videos import target_size
 from two_stream.data.frames import read_video_frames
 from two_stream.data.synthetic import write_video
 from two_stream.report import note_start, write_run_json, write_table
@@ -203,10 +204,7 @@ def clip_frames(path: Path, pairs: int, size: str) -> np.ndarray:
     (INTER_AREA) to 340x256 or to short side 128."""
     frames = read_video_frames(path, np.arange(pairs + 1))
     h, w = frames.shape[1:3]
-    if size == "340x256":
-        dsize = (340, 256)
-    else:
-        dsize = (round(w * 128 / h), 128) if h <= w else (128, round(h * 128 / w))
+    dsize = target_size(w, h, ExtractConfig(**SIZES[size]))
     return np.stack([cv2.cvtColor(cv2.resize(f, dsize, interpolation=cv2.INTER_AREA),
                                   cv2.COLOR_RGB2GRAY) for f in frames])
 
