@@ -158,11 +158,14 @@ def warped_pair(frame: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REFLECT)
 
 
+def _jpeg_grey(q: np.ndarray, quality: int = 95) -> np.ndarray:
+    """uint8 [H, W, 2] grey levels -> the same after each component's JPEG round trip."""
+    return np.stack([cv2.imdecode(cv2.imencode(".jpg", q[..., c], [
+        cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE) for c in range(2)], -1)
+
+
 def jpeg_round_trip(flow: np.ndarray, bound: float = 20.0, quality: int = 95) -> np.ndarray:
-    q = quantize(flow, bound)
-    dec = [cv2.imdecode(cv2.imencode(".jpg", q[..., c], [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
-                        cv2.IMREAD_GRAYSCALE) for c in range(2)]
-    return dequantize(np.stack(dec, axis=-1), bound)
+    return dequantize(_jpeg_grey(quantize(flow, bound), quality), bound)
 
 
 def quality_table(fixtures: Path, device: torch.device) -> pd.DataFrame:
@@ -211,10 +214,7 @@ def clip_frames(path: Path, pairs: int, size: str) -> np.ndarray:
 
 def jpeg_levels(flows: np.ndarray) -> np.ndarray:
     """[N, H, W, 2] px -> int grey levels after quantisation and the JPEG round trip."""
-    q = quantize(flows)
-    return np.stack([np.stack([cv2.imdecode(cv2.imencode(".jpg", f[..., c], [
-        cv2.IMWRITE_JPEG_QUALITY, 95])[1], cv2.IMREAD_GRAYSCALE) for c in range(2)], -1)
-        for f in q]).astype(np.int16)
+    return np.stack([_jpeg_grey(f) for f in quantize(flows)]).astype(np.int16)
 
 
 def _agreement(ref: np.ndarray, ours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
