@@ -88,7 +88,7 @@ def speed_table(fixtures: Path, frames: int, device: torch.device, *, quick: boo
     batch = 8 if quick else 16
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "clips"
-        cut_clips(fixtures, src, frames, CLIPS[:2] if quick else CLIPS)
+        pairs = cut_clips(fixtures, src, frames, CLIPS[:2] if quick else CLIPS)
         if device.type == "cuda":  # context creation and the first kernels stay out
             tvl1(torch.zeros(1, 32, 32, dtype=torch.uint8), torch.zeros(1, 32, 32,
                  dtype=torch.uint8), device=device)
@@ -114,7 +114,6 @@ def speed_table(fixtures: Path, frames: int, device: torch.device, *, quick: boo
                     if algorithm == "tvl1" and workers == 2:
                         opencv_2[size_name] = s.pairs / s.seconds
                     print(rows[-1], flush=True)
-        pairs = len(CLIPS[:2] if quick else CLIPS) * (frames - 1)
         for size_name in sizes:
             if "on" in torch_paths:
                 warm[size_name] = round(_warm_up(src, size_name, device,
