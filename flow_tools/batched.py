@@ -112,11 +112,7 @@ def auto_batch_pairs(height: int, width: int, params: TVL1Params, available_byte
 
 
 def _check_batch_pairs(batch_pairs: int | str) -> None:
-    if batch_pairs == "auto":
-        if not hasattr(tvl1_torch, "peak_bytes_per_pair"):
-            raise UserError("--batch-pairs auto needs flow_tools.tvl1_torch.peak_bytes_per_pair,"
-                            " which this version lacks; give a number")
-    elif not isinstance(batch_pairs, int) or batch_pairs < 1:
+    if batch_pairs != "auto" and (not isinstance(batch_pairs, int) or batch_pairs < 1):
         raise UserError(f"--batch-pairs must be a number >= 1 or auto, got {batch_pairs!r}")
 
 

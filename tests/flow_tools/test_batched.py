@@ -105,7 +105,7 @@ def test_auto_sizes_the_batch_from_the_memory_formula(videos, tmp_path, monkeypa
     def peak_bytes_per_pair(height, width, params=None):
         asked.append((height, width, params))
         return 2 ** 30  # 1 GiB per pair
-    monkeypatch.setattr(tvl1_torch, "peak_bytes_per_pair", peak_bytes_per_pair, raising=False)
+    monkeypatch.setattr(tvl1_torch, "peak_bytes_per_pair", peak_bytes_per_pair)
     calls = _recording_tvl1(monkeypatch)
     with caplog.at_level(logging.INFO, logger="flow_tools.batched"):
         extract_all(videos, tmp_path / "auto", CFG, rels, quiet=True, batch_pairs="auto",
@@ -118,20 +118,13 @@ def test_auto_sizes_the_batch_from_the_memory_formula(videos, tmp_path, monkeypa
     assert _files(tmp_path / "auto") == _files(tmp_path / "fixed")
 
 
-def test_auto_batch_bounds():
+def test_auto_batch_bounds(monkeypatch):
     params = TVL1Params()
     per_pair = 10 * 2 ** 20
-    orig = getattr(tvl1_torch, "peak_bytes_per_pair", None)
-    try:
-        tvl1_torch.peak_bytes_per_pair = lambda h, w, p=None: per_pair
-        assert batched.auto_batch_pairs(256, 340, params, 100 * 2 ** 20) == 8
-        assert batched.auto_batch_pairs(256, 340, params, 2 ** 20) == 1  # never 0
-        assert batched.auto_batch_pairs(256, 340, params, 2 ** 40) == batched.AUTO_MAX_PAIRS
-    finally:
-        if orig is None:
-            del tvl1_torch.peak_bytes_per_pair
-        else:
-            tvl1_torch.peak_bytes_per_pair = orig
+    monkeypatch.setattr(tvl1_torch, "peak_bytes_per_pair", lambda h, w, p=None: per_pair)
+    assert batched.auto_batch_pairs(256, 340, params, 100 * 2 ** 20) == 8
+    assert batched.auto_batch_pairs(256, 340, params, 2 ** 20) == 1  # never 0
+    assert batched.auto_batch_pairs(256, 340, params, 2 ** 40) == batched.AUTO_MAX_PAIRS
 
 
 def test_flow_compile_reaches_tvl1(videos, tmp_path, monkeypatch):
