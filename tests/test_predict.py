@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from flow_tools.device import resolve_device
 from two_stream import cli, predict
 from two_stream.data.build import build_data
 from two_stream.data.datasets import ClipConfig, VideoDataset
@@ -209,9 +210,9 @@ def test_device_is_parsed_strictly(runs, monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("error: --device 'gpu': expected ")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert predict.stream_device("cuda:1") == torch.device("cuda:1")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(UserError, match="only 2 CUDA device"):
-        predict.stream_device("cuda:2")
+        resolve_device("cuda:2")
 
 
 def test_torch_flow_of_a_stream_is_the_tvl1_of_its_parameters():

@@ -223,15 +223,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def stream_device(device: str) -> torch.device:
-    """`flow_tools.device.resolve_device`: auto, cpu, cuda, cuda:N (that GPU, not the
-    launcher's local rank, as before); anything else a UserError."""
-    return resolve_device(device)
-
-
 def load_streams(args: argparse.Namespace | PredictOptions) -> list[Stream]:
     """The streams named by `args.spatial` / `args.temporal` on `args.device`."""
-    device = stream_device(args.device)
+    device = resolve_device(args.device)  # cuda:N is that GPU, not the local rank's
     streams = [load_stream(n, getattr(args, n), device) for n in ("spatial", "temporal")
                if getattr(args, n)]
     if any(s.extraction.flow.backend == "torch" for s in streams if s.clip["modality"] == "flow"):
