@@ -16,10 +16,10 @@ from .splits import (
     VideoRecord,
     folder_split,
     hmdb51_split,
+    holdout_split,
     mmaction_split,
     resolve_records,
     ucf101_split,
-    validation_split,
 )
 
 if TYPE_CHECKING:  # config sits above the data package
@@ -68,7 +68,7 @@ def build_data(d: DataConfig, clip: ClipConfig) -> Data:
     hold-out depends on `d.val_seed` only, never on the training seed."""
     split = load_split(d)
     source = make_source(d, clip.modality)
-    train, val = (validation_split(split.train, d.val_ratio, d.val_seed) if d.val_ratio > 0
+    train, val = (holdout_split(split.train, d.val_ratio, d.val_seed) if d.val_ratio > 0
                   else (split.train, []))
     everything = train + val + split.test
     counts = source.counts([r.video_id for r in everything])

@@ -320,14 +320,6 @@ def holdout_split(records: list[VideoRecord], ratio: float, seed: int = 0,
     return keep, out
 
 
-# TODO(remove): the old name of holdout_split, kept only until two_stream/data/build.py and
-# tests/test_suite.py call holdout_split (requested of their owners); nothing else uses it
-def validation_split(train: list[VideoRecord], ratio: float = 0.1, seed: int = 0,
-                     ) -> tuple[list[VideoRecord], list[VideoRecord]]:
-    """Deprecated alias of `holdout_split` (see the comment above)."""
-    return holdout_split(train, ratio, seed)
-
-
 # --- frame counts -------------------------------------------------------------------------
 
 INDEX_FILE = FRAME_INDEX_FILE
