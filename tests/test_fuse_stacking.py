@@ -4,7 +4,7 @@ learns at the shape of a large problem, stays out-of-fold, and `--stack full` is
 import numpy as np
 import pytest
 
-from two_stream import stacking
+from two_stream import stack_full, stacking
 from two_stream.data.splits import group_of
 from two_stream.errors import UserError
 from two_stream.fusion import fusion_rows, learn, normalize
@@ -46,9 +46,9 @@ def test_full_model_is_still_there_and_is_the_old_one():
     out, warm = np.zeros(stack.shape[1:]), None
     for f in range(5):
         tr, te = folds != f, folds == f
-        model, warm = stacking.fit_logistic(stacking.full_features(stack[:, tr]), labels[sub][tr],
-                                          stack.shape[2], theta0=warm)
-        out[te] = model(stacking.full_features(stack[:, te]))
+        model, warm = stack_full.fit_logistic(stack_full.full_features(stack[:, tr]),
+                                              labels[sub][tr], stack.shape[2], theta0=warm)
+        out[te] = model(stack_full.full_features(stack[:, te]))
     assert np.array_equal(full.scores, out) and full.detail == ""
     with pytest.raises(UserError, match="unknown stacking model"):
         learn("stack", stack, labels[sub], groups, stack_model="huge")
@@ -129,3 +129,55 @@ def test_fit_on_centred_slices_is_the_fit_on_scaled_features():
     np.testing.assert_allclose(b.theta, a.theta, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(stacking.predict(b, stack), stacking.predict(a, stack),
                                atol=1e-3)
+
+
+def _confused(videos: int, classes: int, seed: int):
+    """Scores whose second stream puts each class's evidence on the next class (a systematic
+    confusion only the full [S*C x C] model can undo): (labels, ids, stack [2, N, C])."""
+    labels, ids, streams = kinetics_like(videos, classes, seed=seed, signal=(1.5, 3.0))
+    stack = np.stack([streams[k].astype(np.float64) for k in streams])
+    stack[1] = np.roll(stack[1], 1, axis=1)  # class c's logit now sits at c + 1
+    return labels, ids, stack
+
+
+def test_auto_chooses_the_full_model_where_it_is_better_and_small():
+    labels, ids, stack = _confused(600, 8, seed=3)
+    groups = [group_of(v) for v in ids]
+    auto = learn("stack", stack, labels, groups)
+    structured = learn("stack", stack, labels, groups, stack_model="structured")
+    assert auto.detail.count("full ") == 5 and "structured model" in structured.detail
+    top1 = {n: (r.scores.argmax(1) == labels).mean() for n, r in
+            (("auto", auto), ("structured", structured))}
+    assert top1["auto"] > top1["structured"] + 0.1, top1
+    # with a validation file, the same choice on the validation videos
+    val = learn("stack", stack[:, 300:], labels[300:], groups[300:], val_stack=stack[:, :300],
+                val_labels=labels[:300], val_groups=groups[:300])
+    assert "on the validation videos" in val.detail and "full " in val.detail
+    assert (val.scores.argmax(1) == labels[300:]).mean() > top1["structured"]
+
+
+def test_auto_keeps_the_structured_model_where_the_full_one_is_not_better():
+    """No systematic confusion (Kinetics-shaped, 12 classes): the inner CV keeps the
+    structured model on every fold, and the table says the full one is left out at size."""
+    labels, ids, streams = kinetics_like(600, 12, seed=4)
+    stack = np.stack([streams[k].astype(np.float64) for k in streams])
+    auto = learn("stack", stack, labels, [group_of(v) for v in ids])
+    assert auto.detail.count("structured ") == 5 and "full 0" not in auto.detail, auto.detail
+    labels, ids, streams = kinetics_like(400, 80, seed=5)
+    stack = np.stack([streams[k].astype(np.float64) for k in streams])
+    res = learn("stack", stack, labels, [group_of(v) for v in ids])
+    assert "the full model (12,800 weights > 10,000) is not a candidate" in res.detail
+
+
+def test_auto_never_reads_the_labels_of_the_fold_it_scores():
+    labels, ids, stack = _confused(500, 8, seed=6)
+    groups = [group_of(v) for v in ids]
+    folds = group_folds(labels, groups, 5, 0)
+    base = stacking.stack_out_of_fold(stack, labels, groups, folds, full=True)
+    flipped = labels.copy()
+    f0 = folds == 0
+    flipped[f0] = stack[0, f0].argmin(1)
+    leaked = stacking.stack_out_of_fold(stack, flipped, groups, folds, full=True)
+    assert np.array_equal(leaked.scores[f0], base.scores[f0])
+    assert leaked.models[0] == base.models[0] and leaked.l2[0] == base.l2[0]
+    assert not np.array_equal(leaked.scores[~f0], base.scores[~f0])

@@ -4,16 +4,10 @@ import torch
 from scipy.special import log_softmax, softmax
 
 from flow_tools.errors import UserError
-from two_stream.fusion import (
-    consensus_from_snippets,
-    fuse_fixed,
-    fusion_rows,
-    learn,
-    normalize,
-    weight_grid,
-)
+from two_stream.fusion import fuse_fixed, fusion_rows, learn, normalize, weight_grid
 from two_stream.fusion_folds import group_folds
 from two_stream.models.consensus import segment_consensus
+from two_stream.score_consensus import consensus_from_snippets
 from two_stream.scores import align, load_any
 
 
@@ -231,8 +225,8 @@ def test_numpy_consensus_equals_the_models_torch_consensus(mode):
 
 
 def test_var_fusion_equals_the_torch_variance_weights():
-    from two_stream.fusion import variance_weighted as np_variance_weighted
     from two_stream.models.consensus import variance_weighted
+    from two_stream.score_consensus import variance_weighted as np_variance_weighted
     rng = np.random.default_rng(4)
     stack = rng.normal(0, 1, (3, 200, 17)) * rng.gamma(1, 20, (3, 200, 1))  # [S, N, C]
     t = variance_weighted(torch.from_numpy(stack.transpose(1, 0, 2).copy()), dim=1).numpy()

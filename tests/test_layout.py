@@ -20,6 +20,7 @@ LAYERS = [
     ("two_stream.config", "two_stream.engine"),
     ("two_stream.scores", "two_stream.tensor_pickle", "two_stream.fusion",
      "two_stream.fusion_choices", "two_stream.fusion_folds", "two_stream.stacking",
+     "two_stream.stack_full", "two_stream.score_consensus",
      "two_stream.metrics", "two_stream.fuse", "two_stream.synthetic_scores"),
     ("two_stream", "benchmarks"),  # commands
 ]

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .fusion import METHODS, Row, consensus_from_snippets, fusion_rows
+from .fusion import METHODS, Row, fusion_rows
 from .metrics import confusion_matrix
 from .report import note_start, sha256, write_run_json, write_table
+from .score_consensus import consensus_from_snippets
 from .scores import ScoreFile, ScoreFileError, align, load_any
+from .stack_full import FULL_CANDIDATE_MAX
 
 StreamKey = str | tuple[str, str]  # name, or (name, column) for the grid
 StreamInput = str | Path | ScoreFile
@@ -45,7 +47,7 @@ class FusionOptions:
     title: str = ""
     class_index: str | None = None  # for pickle inputs
     ann_file: str | None = None  # for MMAction2 result pickles
-    stack: str = "structured"  # the `stack` rows' model: structured (S*C + C) or full
+    stack: str = "auto"  # the `stack` rows' model: auto (chosen by inner CV), structured, full
     mmaction_mean_class: bool = False  # add MMAction2's mean class accuracy beside ours
 
 
@@ -235,9 +237,15 @@ def _stack_note(opts: FusionOptions) -> str:
     if opts.stack == "full":
         return (" `stack`: the full model (--stack full), a multinomial logistic regression "
                 "on all S*C scores, [S*C x C] weights.")
-    return (" `stack`: per-stream weights, per-stream per-class weights and a class bias "
-            "(S*C + C parameters, the shape of late fusion), L2 strength by inner group CV on "
-            "the training videos (in detail); --stack full gives the [S*C x C] model.")
+    structured = ("per-stream weights, per-stream per-class weights and a class bias (S*C + C "
+                  "parameters, the shape of late fusion)")
+    if opts.stack == "structured":
+        return (f" `stack`: {structured}, L2 strength by inner group CV on the training videos "
+                "(in detail); --stack full gives the [S*C x C] model.")
+    return (f" `stack`: {structured}, or where S*C*C <= {FULL_CANDIDATE_MAX:,} the full "
+            "[S*C x C] logistic regression on the scores centred per video, whichever an inner "
+            "group CV on the training videos finds better (lower held-out cross-entropy), with "
+            "its L2 strength (in detail); --stack structured or full fixes the model.")
 
 
 def _mmaction_note(opts: FusionOptions) -> str:

@@ -3,7 +3,8 @@
 Scores are stacked as [S, N, C] (streams, videos, classes) after per-stream normalisation.
 Fixed rules (average, max, weighted with given weights, product, var, var_topk) use no label.
 Learned rules never see the label of a video they score: `search` (grid over the weight
-simplex) and `stack` (`two_stream.stacking`: the structured model, or the full one) are
+simplex) and `stack` (`two_stream.stacking`: the structured model, the full one, or by
+default whichever of the two an inner CV prefers where the full one is small) are
 fitted either on a separate
 validation score file or by k-fold cross-validation, each fold scored by a model fitted on the
 other folds only (out-of-fold).
@@ -30,7 +31,7 @@ from .metrics import (
     tied_top,
     topk_from_rank,
 )
-from .stacking import fit_logistic, full_features
+from .stack_full import candidacy, fit_logistic, full_features
 
 ROWS = 4096  # videos per block where a rule works a block at a time
 
@@ -81,7 +82,7 @@ def fuse_fixed(stack: np.ndarray, method: str, weights: np.ndarray | None = None
             out[i: i + ROWS] = _sum_streams(log_softmax(x[i: i + ROWS], axis=-1) for x in stack)
         return out
     if method == "var":  # per video, stream weight ~ variance of its class scores
-        # = variance_weighted(stack.transpose(1, 0, 2), axis=1), value for value
+        # = score_consensus.variance_weighted(stack.transpose(1, 0, 2), axis=1), exactly
         v = np.stack([np.asarray(x, np.float32).astype(np.float64).var(axis=-1, keepdims=True)
                       .astype(np.float32) for x in stack]) + np.float32(1e-8)  # [S, N, 1]
         w = v / v.sum(axis=0, keepdims=True)
@@ -150,25 +151,32 @@ class Learned:
 def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str], *,
           num_folds: int = 5, seed: int = 0, val_stack: np.ndarray | None = None,
           val_labels: np.ndarray | None = None, val_groups: list[str] | None = None,
-          stack_model: str = "structured") -> Learned:
+          stack_model: str = "auto") -> Learned:
     """Fit `search` or `stack` on validation scores when given, else out-of-fold by k-fold CV.
 
     In the CV case the scores of the videos in fold f come from a rule fitted on the labels of
     the other folds only; folds hold whole groups (`group_folds`). `stack_model`: the
     structured model of `two_stream.stacking` (L2 by inner group CV; `val_groups` are the
-    validation videos' groups for it, each video its own group when not given) or `full`,
-    the [S*C x C] logistic regression.
+    validation videos' groups for it, each video its own group when not given), `full`,
+    the [S*C x C] logistic regression, or `auto`: the structured model or, where it is a
+    candidate (`stack_full.candidacy`), the full one on centred scores, whichever
+    the same inner CV finds better.
     """
     if stack_model not in STACK_MODELS:
         raise UserError(f"unknown stacking model {stack_model!r}; choose from {STACK_MODELS}")
-    if method == "stack" and stack_model == "structured":
+    if method == "stack" and stack_model != "full":
+        full, note = candidacy(stack_model, stack.shape[0], stack.shape[2])
         if val_stack is not None:
             vg = val_groups if val_groups is not None else [str(i) for i in range(len(val_labels))]
-            res = stacking.stack_on_validation(stack, val_stack, val_labels, vg, seed=seed)
+            res = stacking.stack_on_validation(stack, val_stack, val_labels, vg, seed=seed,
+                                               full=full)
+            res.note = note
             return Learned(res.scores, "validation score file", [],
                            res.detail("on the validation videos"))
         res = stacking.stack_out_of_fold(stack, labels, groups,
-                                         group_folds(labels, groups, num_folds, seed), seed=seed)
+                                         group_folds(labels, groups, num_folds, seed), seed=seed,
+                                         full=full)
+        res.note = note
         return Learned(res.scores, f"{num_folds}-fold group CV on these videos (out-of-fold)",
                        [], res.detail("on each fold's training videos"))
     num_classes = stack.shape[2]
@@ -196,35 +204,6 @@ def learn(method: str, stack: np.ndarray, labels: np.ndarray, groups: list[str],
         if w is not None:
             weights.append(w)
     return Learned(out, f"{num_folds}-fold group CV on these videos (out-of-fold)", weights)
-
-
-def variance_weighted(x: np.ndarray, axis: int = 1, eps: float = 1e-8) -> np.ndarray:
-    """`two_stream.models.consensus.variance_weighted` in numpy, value for value: weights
-    ~ the variance over the last (class) axis, in float32 as the model's version computes
-    them; x: [..., M, ..., C] -> [..., C] with `axis` removed. Fusion must not import torch
-    (seconds of start-up for a table that takes less)."""
-    var = np.asarray(x, np.float32).astype(np.float64).var(axis=-1, keepdims=True)
-    v = var.astype(np.float32) + np.float32(eps)  # torch: double accumulation, float32 result
-    w = v / v.sum(axis=axis, keepdims=True)
-    return (w * x).sum(axis=axis)
-
-
-def consensus_from_snippets(snippet_scores: np.ndarray, mode: str, topk: int = 3
-                            ) -> np.ndarray:
-    """Recompute video scores [N, C] from per-segment scores [N, K, C] under another
-    consensus, without running the network again: `segment_consensus` of the models, in
-    numpy (float32, like the tensors the models compute on)."""
-    x = np.asarray(snippet_scores, dtype=np.float32)
-    if mode == "mean":
-        return x.mean(axis=1)
-    if mode == "max":
-        return x.max(axis=1)
-    if mode == "var":
-        return variance_weighted(x, axis=1).astype(np.float32)
-    if mode == "topk":
-        k = max(1, min(topk, x.shape[1]))
-        return -np.sort(-x, axis=1)[:, :k].mean(axis=1)
-    raise UserError(f"unknown consensus {mode!r}; choose from mean, max, var, topk")
 
 
 # --- table rows ----------------------------------------------------------------------------
@@ -348,7 +327,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                 methods: tuple[str, ...] = METHODS, norms: tuple[str, ...] = ("none",),
                 weights: list[float] | None = None, topk: int = 5, num_folds: int = 5,
                 seed: int = 0, resamples: int = 1000,
-                val: tuple | None = None, stack_model: str = "structured",
+                val: tuple | None = None, stack_model: str = "auto",
                 mmaction_mean_class: bool = False) -> list[Row]:
     """One row per single stream, then one per (method, norm); each fused row carries the
     exact McNemar p-value against the best single stream. `video_ids` give the groups of the
@@ -361,7 +340,10 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                       mmaction=mmaction_mean_class) for n in names]
     best = max(rows, key=lambda r: r.top1)
     raw = np.stack([np.asarray(streams[n], np.float64) for n in names])
-    structured: dict[str, Learned] = {}  # fits of the structured stack, by their features
+    # our stacking models (not `full`) centre each video's scores: logits and log-probabilities
+    # are one fit for them, kept here by their features
+    centred = stack_model != "full"
+    structured: dict[str, Learned] = {}
     cache: dict[str, np.ndarray] = {"none": raw, "-": raw}  # [S, N, C] per norm, made once
 
     def normed(norm: str) -> np.ndarray:
@@ -378,8 +360,8 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
         if method == "product":
             return "-"
         if norm == "softmax" and (method in ("average", "weighted", "max") or (
-                method == "stack" and stack_model == "structured")):
-            return "logp"  # (the structured [softmax] is the [none] fit when there is one)
+                method == "stack" and centred)):
+            return "logp"  # (the centred [softmax] is the [none] fit when there is one)
         return norm
 
     for i_method, method in enumerate(methods):
@@ -403,16 +385,17 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                     detail = "weights " + ":".join(f"{w:g}" for w in weights)
                     used = "none (weights fixed in advance)"
             else:
-                # the structured model weighs softmax scores as log-probabilities, as the
+                # the centred models weigh softmax scores as log-probabilities, as the
                 # fixed [softmax] rules compare them: probabilities of logits in the hundreds
                 # are 0 and 1 and keep nothing of how sure a stream was
-                as_log = method == "stack" and stack_model == "structured" and norm == "softmax"
+                own = method == "stack" and centred
+                as_log = own and norm == "softmax"
                 prep = ((lambda x: precise_log_softmax(np.asarray(x, np.float64), axis=-1))
                         if as_log else (lambda x, norm=norm: normalize(x, norm)))
                 # the model centres each video's scores: log-probabilities and logits differ
                 # by a constant per video, so [softmax] and [none] are one fit
                 key = "logits" if norm in ("none", "softmax") else norm
-                if method == "stack" and stack_model == "structured" and key in structured:
+                if own and key in structured:
                     learned = structured[key]
                 else:
                     if as_log:
@@ -426,7 +409,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                                     seed=seed, val_stack=v,
                                     val_labels=None if val is None else val[1],
                                     val_groups=vg, stack_model=stack_model)
-                    if method == "stack" and stack_model == "structured":
+                    if own:
                         structured[key] = learned
                 fused, used, detail = learned.scores, learned.labels_used, learned.detail
                 if as_log:

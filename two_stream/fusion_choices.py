@@ -6,4 +6,6 @@ NORMS = ("none", "softmax", "log_softmax", "zscore", "l2")
 FIXED_METHODS = ("average", "max", "weighted", "product", "var", "var_topk")
 LEARNED_METHODS = ("search", "stack")
 METHODS = FIXED_METHODS + LEARNED_METHODS
-STACK_MODELS = ("structured", "full")  # `stack`: S*C + C parameters, or the [S*C x C] model
+# `stack`: the inner CV chooses between the structured model (S*C + C parameters) and, where
+# it is small, the full [S*C x C] one; or either of them alone
+STACK_MODELS = ("auto", "structured", "full")

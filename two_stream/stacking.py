@@ -11,16 +11,19 @@ the full model (`--stack full`) has [S*C x C]: 320 k for two streams of 400 clas
 16 k training videos cannot pin down. The L2 strength on d and b is chosen by an inner
 cross-validation over whole groups on the training videos only, so the rows stay out-of-fold.
 The solver is L-BFGS on the exact gradient; a fit whose gradient is not small at the end is
-reported, never silently used as if it had converged.
+reported, never silently used as if it had converged. With `full`, the same inner CV also
+fits the full model (`two_stream.stack_full`) and keeps whichever of the two predicts the
+held-out videos better (lower summed cross-entropy).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import log_softmax
 
 from .fusion_folds import group_folds
+from .stack_full import fit_full, full_path
 
 L2_GRID = (1.0, 1e-1, 1e-2, 1e-3)  # strongest first: each fit warm-starts the next
 GTOL = 1e-5  # the solver stops once the largest |gradient| of the mean loss is below this
@@ -63,21 +66,19 @@ def _unpack(theta: np.ndarray, s: int, c: int):
     return theta[:s], theta[s: s + s * c].reshape(s, c), theta[s + s * c:]
 
 
-def _logits(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """float64 [N, C] logits of float32 features [S, N, C]."""
+def _logits(x: np.ndarray, theta: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """float64 [N, C] logits of float32 features [S, N, C] (centred only, when `scale`
+    gives the stream spreads to divide by: folded into the coefficients)."""
     s, _, c = x.shape
     w, d, b = _unpack(theta, s, c)
     a = w[:, None] + d  # [S, C] float64: the products are float64
+    if scale is not None:
+        a = a / scale[:, None]
     z = x[0] * a[0]
     for k in range(1, s):
         z += x[k] * a[k]
     z += b
     return z
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def _blocks(x, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -168,19 +169,21 @@ def _heldout_nll(fitted: Fit, x: np.ndarray, y: np.ndarray) -> float:
 def predict(fitted: Fit, stack: np.ndarray) -> np.ndarray:
     """Class log-probabilities [N, C] of normalised scores [S, N, C]."""
     x, _ = _features(stack, fitted.scale)
-    return _log_softmax(_logits(x, fitted.theta))
+    return log_softmax(_logits(x, fitted.theta), axis=1)
 
 
 def _nll(fitted: Fit, x: np.ndarray, y: np.ndarray) -> float:
-    logp = _log_softmax(_logits(x, fitted.theta))
+    logp = log_softmax(_logits(x, fitted.theta), axis=1)
     return float(-logp[np.arange(len(y)), y].sum())
 
 
 def choose_l2(x: np.ndarray, y: np.ndarray, inner: np.ndarray, scale: np.ndarray,
-              grid: tuple[float, ...] = L2_GRID) -> tuple[float, dict[float, Fit]]:
+              grid: tuple[float, ...] = L2_GRID
+              ) -> tuple[float, dict[float, Fit], dict[float, float]]:
     """The L2 strength with the lowest held-out cross-entropy over the inner folds `inner`
     (int [N], whole groups per fold), each fitted on the other inner folds; ties go to the
-    stronger. Returns (strength, the last inner fit at each strength, to warm-start from)."""
+    stronger. Returns (strength, the last inner fit at each strength, to warm-start from,
+    the summed held-out cross-entropy at each strength)."""
     folds = np.unique(inner)
     loss = dict.fromkeys(grid, 0.0)
     last: dict[float, Fit] = {}
@@ -191,8 +194,12 @@ def choose_l2(x: np.ndarray, y: np.ndarray, inner: np.ndarray, scale: np.ndarray
             f = fit(x[:, tr], y[tr], l2, scale, theta)
             theta, last[l2] = f.theta, f
             loss[l2] += _nll(f, x[:, te], y[te])
-    best = min(grid, key=lambda l2: (loss[l2], -l2))
-    return best, last
+    return _best(loss), last, loss
+
+
+def _best(loss: dict[float, float]) -> float:
+    """The strength of least held-out loss; ties go to the stronger."""
+    return min(loss, key=lambda l2: (loss[l2], -l2))
 
 
 def _first_rise(h: dict[float, float]) -> int:
@@ -214,10 +221,19 @@ class Stacked:
     scores: np.ndarray  # [N, C] log-probabilities
     l2: list[float]  # chosen per outer fold (one with a validation file)
     not_converged: list[str]  # "fold k: max |gradient| g" of the fits that did not converge
+    models: list[str] = field(default_factory=list)  # per fold, when the full one competed
+    note: str = ""
 
     def detail(self, what: str) -> str:
-        text = (f"structured model (S*C+C: per-stream per-class weights, class bias), L2 by "
-                f"inner group CV {what}: " + ", ".join(f"{v:g}" for v in self.l2))
+        if self.models:
+            text = (f"model and L2 by inner group CV {what} (structured: S*C+C per-stream "
+                    f"per-class weights and class bias; full: [S*C x C] on centred scores): "
+                    + ", ".join(f"{m} {v:g}" for m, v in zip(self.models, self.l2)))
+        else:
+            text = (f"structured model (S*C+C: per-stream per-class weights, class bias), L2 "
+                    f"by inner group CV {what}: " + ", ".join(f"{v:g}" for v in self.l2))
+        if self.note:
+            text += "; " + self.note
         if self.not_converged:
             text += "; DID NOT CONVERGE: " + ", ".join(self.not_converged)
         return text
@@ -230,7 +246,7 @@ def inner_folds(labels: np.ndarray, groups: list[str], k: int, seed: int) -> np.
 
 
 def stack_out_of_fold(stack: np.ndarray, labels: np.ndarray, groups: list[str],
-                      folds: np.ndarray, *, seed: int = 0) -> Stacked:
+                      folds: np.ndarray, *, seed: int = 0, full: bool = False) -> Stacked:
     """Scores of fold f from a model fitted on the other folds, its L2 chosen on those other
     folds only.
 
@@ -238,21 +254,23 @@ def stack_out_of_fold(stack: np.ndarray, labels: np.ndarray, groups: list[str],
     and f+1 (cyclically) is scored on f+1 to choose L2 for fold f, and on f for fold f+1, so
     each outer fold's L2 comes from two held-out folds of its own training videos at the cost
     of one fit per fold and strength (K pair fits instead of K x inner-k). Fewer folds: an
-    inner group CV inside the training folds.
+    inner group CV inside the training folds. `full`: the full model competes in the same
+    inner CV, fold by fold.
     """
     ks = np.unique(folds)
     out = np.zeros(stack.shape[1:], dtype=np.float64)
-    chosen, bad = [], []
+    chosen, bad, models = [], [], []
     if len(ks) < 3:
         for f in ks:
             tr = folds != f
             g_tr = [g for g, t in zip(groups, tr) if t]
             res = stack_on_validation(stack[:, folds == f], stack[:, tr], labels[tr], g_tr,
-                                      seed=seed)
+                                      seed=seed, full=full)
             out[folds == f] = res.scores
             chosen += res.l2
+            models += res.models
             bad += [f"fold {int(f) + 1}: {b}" for b in res.not_converged]
-        return Stacked(out, chosen, bad)
+        return Stacked(out, chosen, bad, models)
     # one centred float32 copy of all videos, sorted by fold: every training set (all folds
     # but one or two, cyclically adjacent) is then two slices of it, never a copy
     order = np.argsort(folds, kind="stable")
@@ -300,75 +318,57 @@ def stack_out_of_fold(stack: np.ndarray, labels: np.ndarray, groups: list[str],
         # (the slowest fits) are not tried
         if i and all(_rose(h) for h in heldout.values()):
             break
+    full_loss = {int(f): {} for f in ks}  # the same held-out folds, for the full model
+    for j in range(k) if full else ():
+        jg = (j + 1) % k
+        parts, ytr, _ = train({j, jg})
+        path = full_path(np.concatenate(parts, axis=1), ytr,
+                         [x[:, lo[jg]:hi[jg]], y[lo[jg]:hi[jg]], x[:, lo[j]:hi[j]], y[lo[j]:hi[j]]])
+        for l2, (on_jg, on_j) in path.items():
+            for outer, v in ((j, on_jg), (jg, on_j)):
+                h = full_loss[int(ks[outer])]
+                h[l2] = h.get(l2, 0.0) + v
     for j, f in enumerate(ks):
         h = heldout[int(f)]
-        tried = list(h)[: _first_rise(h) + 1]
-        l2 = min(tried, key=lambda v: (h[v], -v))
+        l2 = _best({v: h[v] for v in list(h)[: _first_rise(h) + 1]})
+        fh = full_loss[int(f)]
+        if fh and fh[_best(fh)] < h[l2]:
+            parts, ytr, _ = train({j})
+            l2 = _best(fh)
+            out[order[lo[j]:hi[j]]] = fit_full(np.concatenate(parts, axis=1), ytr, l2)(
+                x[:, lo[j]:hi[j]])
+            chosen.append(l2)
+            models.append("full")
+            continue
         parts, ytr, scale = train({j})
         final = fit(parts, ytr, l2, scale, warm[(int(f), l2)], centred_only=True)
         if not final.converged:
             bad.append(f"fold {int(f) + 1}: max |gradient| {final.grad_max:.1e}")
-        w, d, b = _unpack(final.theta, x.shape[0], x.shape[2])
-        a = (w[:, None] + d) / scale[:, None]  # float64 products, as `predict`
-        xt = x[:, lo[j]:hi[j]]
-        z = xt[0] * a[0]
-        for s_ in range(1, x.shape[0]):
-            z += xt[s_] * a[s_]
-        out[order[lo[j]:hi[j]]] = _log_softmax(z + b)
+        out[order[lo[j]:hi[j]]] = log_softmax(_logits(x[:, lo[j]:hi[j]], final.theta, scale),
+                                              axis=1)
         chosen.append(l2)
-    return Stacked(out, chosen, bad)
+        models += ["structured"] if full else []
+    return Stacked(out, chosen, bad, models)
 
 
 def stack_on_validation(stack: np.ndarray, val_stack: np.ndarray, val_labels: np.ndarray,
-                        val_groups: list[str], *, inner_k: int = 3, seed: int = 0) -> Stacked:
-    """Scores of `stack` from a model fitted on the validation scores (L2 by inner group CV
-    on them)."""
+                        val_groups: list[str], *, inner_k: int = 3, seed: int = 0,
+                        full: bool = False) -> Stacked:
+    """Scores of `stack` from a model fitted on the validation scores (L2, and with `full`
+    the model, by inner group CV on them)."""
     x, scale = _features(val_stack)
-    l2, warm = choose_l2(x, val_labels, inner_folds(val_labels, val_groups, inner_k, seed), scale)
+    inner = inner_folds(val_labels, val_groups, inner_k, seed)
+    l2, warm, loss = choose_l2(x, val_labels, inner, scale)
+    if full:
+        fl: dict[float, float] = {}
+        for g in np.unique(inner):
+            tr, te = inner != g, inner == g
+            for v, (nll,) in full_path(x[:, tr], val_labels[tr], [x[:, te], val_labels[te]]
+                                       ).items():
+                fl[v] = fl.get(v, 0.0) + nll
+        if fl[_best(fl)] < loss[l2]:
+            xt, _ = _features(stack, scale)
+            return Stacked(fit_full(x, val_labels, _best(fl))(xt), [_best(fl)], [], ["full"])
     final = fit(x, val_labels, l2, scale, warm[l2].theta)
     bad = [] if final.converged else [f"max |gradient| {final.grad_max:.1e}"]
-    return Stacked(predict(final, stack), [l2], bad)
-
-
-# --- the full [S*C x C] model (`--stack full`) ------------------------------------------
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-2,
-                 theta0: np.ndarray | None = None):
-    """The `--stack full` model (the `stack` rows before issue 21, unchanged): multinomial
-    logistic regression (L-BFGS, L2 on weights) on standardised features.
-
-    Returns (a function features [M, D] -> class log-probabilities [M, C], the fitted
-    parameters). `theta0` warm-starts the solver (the folds of a cross-validation fit
-    nearly the same model: starting from the previous fold's saves most iterations).
-    """
-    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-8
-    z = (x - mu) / sd
-    n, d = z.shape
-    z32 = z.astype(np.float32)  # the two products dominate: float32 halves their cost
-    rows = np.arange(n)
-
-    def loss_grad(theta):
-        w, b = theta[: d * num_classes].reshape(d, num_classes), theta[d * num_classes:]
-        logits = (z32 @ w.astype(np.float32)).astype(np.float64) + b
-        logp = log_softmax(logits, axis=1)
-        loss = -logp[rows, y].sum() / n + 0.5 * l2 * (w * w).sum()
-        g = np.exp(logp)
-        g[rows, y] -= 1.0
-        g /= n
-        gw = (z32.T @ g.astype(np.float32)).astype(np.float64) + l2 * w
-        return loss, np.concatenate([gw.ravel(), g.sum(axis=0)])
-
-    if theta0 is None:
-        theta0 = np.zeros(d * num_classes + num_classes)
-    # ftol 1e-6: the loss stops improving by more than a millionth; tighter only moves the
-    # weights by amounts that change almost no prediction, at a large cost in time
-    from scipy.optimize import minimize  # here: seconds of import a table without it skips
-    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": 300, "ftol": 1e-6})
-    w, b = res.x[: d * num_classes].reshape(d, num_classes), res.x[d * num_classes:]
-    return (lambda xt: log_softmax(((xt - mu) / sd) @ w + b, axis=1)), res.x
-
-
-def full_features(stack: np.ndarray) -> np.ndarray:
-    """The full model's features: every stream's scores side by side."""
-    return stack.transpose(1, 0, 2).reshape(stack.shape[1], -1)  # [N, S*C]
+    return Stacked(predict(final, stack), [l2], bad, ["structured"] if full else [])
