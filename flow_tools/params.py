@@ -16,7 +16,7 @@ ALGORITHMS = ("tvl1", "dis", "farneback")
 BACKENDS = ("opencv", "torch")  # torch: TV-L1 only (flow_tools.tvl1_torch), batched, any device
 DIS_PRESET_NAMES = ("ultrafast", "fast", "medium")  # OpenCV's DISOpticalFlow presets
 # how the torch backend runs (not recorded: they do not change the output)
-FLOW_COMPILE_MODES = ("auto", "on", "off")  # = tvl1_step's, here without loading torch
+FLOW_COMPILE_MODES = ("auto", "on", "off")  # --flow-compile; here, where no torch is loaded
 DEFAULT_MEMORY_BUDGET_GB = 4.0  # what --batch-pairs auto may fill on a CPU unless told
 FORMAT_VERSION = 1  # of the rawframe output; part of the parameters a rerun must match
 

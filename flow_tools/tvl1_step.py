@@ -21,11 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .params import FLOW_COMPILE_MODES, TVL1Params
 from .tvl1_median import median_filter, median_of_padded
 
 log = logging.getLogger(__name__)
 
-FLOW_COMPILE_MODES = ("auto", "on", "off")
+
+def step_constants(p: TVL1Params) -> dict[str, float]:
+    """The keyword constants of `inner_chunk` for parameters p."""
+    return {"l_t": p.lambda_ * p.theta, "taut": p.tau / p.theta, "theta": p.theta,
+            "gamma": p.gamma}
 
 
 def forward_gradient(u: torch.Tensor) -> torch.Tensor:

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from . import tvl1_step
 from .errors import UserError
-from .params import TVL1Params
+from .params import FLOW_COMPILE_MODES, TVL1Params
 from .tvl1_median import median_blur_cpu, median_filter, pad_replicate
-from .tvl1_step import FLOW_COMPILE_MODES, divergence, forward_gradient, resolve_flow_compile
+from .tvl1_step import divergence, forward_gradient, resolve_flow_compile
 
 __all__ = ["FLOW_COMPILE_MODES", "divergence", "forward_gradient", "median_filter",
            "peak_bytes_per_pair", "resolve_flow_compile", "tvl1"]
@@ -168,8 +168,7 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Param
     b, c, h, w = u.shape
     dev = u.device
     eps = torch.tensor(p.epsilon * p.epsilon * h * w, device=dev, dtype=u.dtype)
-    consts = {"l_t": p.lambda_ * p.theta, "taut": p.tau / p.theta, "theta": p.theta,
-              "gamma": p.gamma}
+    consts = tvl1_step.step_constants(p)
     # compiled: always COMPILED_CHUNK iterations per call (one graph), a surplus masked by
     # `steps`; eager: exactly the iterations left
     steps = torch.tensor(CHECK_EVERY, device=dev)  # eager: never masks

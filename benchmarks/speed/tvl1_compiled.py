@@ -34,18 +34,13 @@ def _chunk_inputs(b: int, h: int, w: int, device: torch.device) -> tuple:
     return u, dual, torch.full((b,), float("inf"), device=device), terms, eps, steps
 
 
-def _consts(p: TVL1Params) -> dict:
-    return {"l_t": p.lambda_ * p.theta, "taut": p.tau / p.theta, "theta": p.theta,
-            "gamma": p.gamma}
-
-
 def eager_kernels_per_iteration(device: torch.device, p: TVL1Params | None = None) -> int:
     """Leaf aten ops that compute (views left out) in one eager inner iteration."""
     from torch.profiler import ProfilerActivity, profile
     p = p or TVL1Params()
     args = _chunk_inputs(2, 32, 40, device)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        tvl1_step.inner_chunk(*args, n=1, **_consts(p))
+        tvl1_step.inner_chunk(*args, n=1, **tvl1_step.step_constants(p))
     events = [e for e in prof.events() if e.name.startswith("aten::")]
     leaves = [e for e in events if not any(c.name.startswith("aten::") for c in e.cpu_children)]
     return sum(e.name not in VIEW_OPS for e in leaves)
@@ -59,7 +54,7 @@ def compiled_kernels_per_iteration(device: torch.device, p: TVL1Params | None = 
     from torch._inductor import config as inductor_config
     from torch._inductor import metrics
     p = p or TVL1Params()
-    consts = _consts(p)
+    consts = tvl1_step.step_constants(p)
 
     def one_iteration(*a):
         return tvl1_step.inner_chunk(*a, n=1, **consts)
