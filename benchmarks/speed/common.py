@@ -19,6 +19,14 @@ from two_stream.data.synthetic import SyntheticConfig, generate
 from two_stream.report import write_table
 
 
+def _records(out: str | Path, rels: list[str]) -> tuple[RawframeSource, list[VideoRecord]]:
+    """The rawframes extracted to `out` from the videos `rels` (relative paths with their
+    extension): their source and one record each (label 0), with its frame count."""
+    src = RawframeSource(out)
+    ids = [r[: r.rindex(".")] for r in rels]
+    return src, resolve_records([VideoRecord(v, 0) for v in ids], src.counts(ids))
+
+
 def ucf_rawframes(fixtures: str | Path, out: str | Path
                   ) -> tuple[RawframeSource, list[VideoRecord]]:
     """340x256 rawframes (RGB JPEGs and flow JPEGs) of the 13 real UCF101 clips, made once in
@@ -30,9 +38,7 @@ def ucf_rawframes(fixtures: str | Path, out: str | Path
     extract_all(videos, out, ExtractConfig(flow=FlowParams("tvl1", LIGHT_TVL1),
                                            new_size=(340, 256)),
                 rels, workers=2, quiet=True)
-    src = RawframeSource(out)
-    ids = [r[: r.rindex(".")] for r in rels]
-    return src, resolve_records([VideoRecord(v, 0) for v in ids], src.counts(ids))
+    return _records(out, rels)
 
 
 def synthetic_rawframes(work: str | Path, videos: int = 8, frames: int = 24
@@ -52,11 +58,9 @@ def synthetic_rawframes(work: str | Path, videos: int = 8, frames: int = 24
     out = work / ("synthetic_tvl1" if tvl1 else "synthetic_dis")
     extract_all(root, out, ExtractConfig(flow=flow, new_size=(340, 256)), rels, workers=2,
                 quiet=True)
-    src = RawframeSource(out)
-    ids = [r[: r.rindex(".")] for r in rels]
-    what = (f"{len(ids)} generated clips of {frames} frames as 340x256 rawframes, flow "
+    what = (f"{len(rels)} generated clips of {frames} frames as 340x256 rawframes, flow "
             + ("light TV-L1" if tvl1 else "DIS (this OpenCV has no TV-L1)"))
-    return src, resolve_records([VideoRecord(v, 0) for v in ids], src.counts(ids)), what
+    return *_records(out, rels), what
 
 
 def speed_rawframes(fixtures: str | Path, work: str | Path
