@@ -214,14 +214,10 @@ class Config:
     def from_dict(cls, values: dict, source: str = "config") -> Config:
         """From `to_dict`'s shape (a config.json, a checkpoint's `config`; lists become tuples,
         missing fields take their defaults, other top-level keys such as `command` are
-        ignored) or from {concern: dataclass instance}, the form configs travelled in before
-        `Config`. An unknown field is a UserError naming `source`."""
+        ignored). An unknown field is a UserError naming `source`."""
         out = {}
         for concern, kind in CONCERNS.items():
             v = values.get(concern, {})
-            if isinstance(v, kind):
-                out[concern] = v
-                continue
             if not isinstance(v, dict):
                 raise UserError(f"{source}: section {concern!r} is not an object")
             names = {f.name for f in fields(kind)}

@@ -22,7 +22,7 @@ from ..config import Config
 from ..data.build import Data
 from ..data.frames import RawframeSource, read_meta
 from ..errors import UserError
-from ..models.tsn import TSN, ModelConfig
+from ..models.tsn import TSN
 from ..report import sha256
 from ..runlock import acquire
 from . import distributed as dist
@@ -112,17 +112,14 @@ def saved_config(ck: dict) -> dict:
 
 
 def run_identity(config: Config | dict) -> dict:
-    """The fields of a saved or requested config (a Config, a dict of the concerns'
-    dataclasses, or their JSON dicts) that define a run: data, clip, model, optim, the seed and
-    the digest of the weights file it starts from (a saved config carries it as
-    `weights_sha256`, see `saved_config`), as JSON values."""
+    """The fields of a saved or requested config (a Config or its `to_dict` form) that define
+    a run: data, clip, model, optim, the seed and the digest of the weights file it starts from
+    (a saved config carries it as `weights_sha256`, see `saved_config`), as JSON values."""
     if isinstance(config, Config):
         config = {**config.to_dict()}
     out = {}
     for concern in ("data", "clip", "model", "optim"):
-        values = config[concern]
-        values = dataclasses.asdict(values) if dataclasses.is_dataclass(values) else values
-        out[concern] = {k: v for k, v in values.items()
+        out[concern] = {k: v for k, v in config[concern].items()
                         if k not in _NOT_IDENTITY.get(concern, set())}
     # settings of a head the run does not use change nothing
     consensus = out["model"].get("consensus")
@@ -130,8 +127,7 @@ def run_identity(config: Config | dict) -> dict:
         if (k.startswith("lstm_") and consensus != "lstm") or (
                 k == "topk_segments" and consensus != "topk"):
             del out["model"][k]
-    run = config["run"]
-    out["seed"] = run.seed if dataclasses.is_dataclass(run) else run["seed"]
+    out["seed"] = config["run"]["seed"]
     out["weights_sha256"] = (config["weights_sha256"] if "weights_sha256" in config
                              else weights_digest(str(out["model"].get("weights", "none"))))
     return json.loads(json.dumps(out, default=list))
@@ -195,8 +191,7 @@ def rawframe_input(data: Data) -> dict | None:
 
 def build_model_from_checkpoint(ck: dict) -> TSN:
     """Rebuild the network a checkpoint was trained as, from its own config."""
-    m = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in ck["config"]["model"].items()})
+    m = Config.from_dict(ck["config"]).model
     model = TSN(dataclasses.replace(m, weights="none"))
     model.load_state_dict(ck["model"])
     return model
