@@ -23,7 +23,7 @@ import sys
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
 from two_stream.fusion_choices import METHODS, NORMS, STACK_MODELS
 
-__all__ = ["get_args_parser", "main", "options_from_args", "run", "split_summary"]
+__all__ = ["get_args_parser", "main", "options_from_args", "run"]
 
 
 def parse_stream(spec: str) -> tuple[str, str, str]:
@@ -86,12 +86,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/fusion/latest", help="output folder")
     p.add_argument("--title", default="", help="title of table.md")
     return p
-
-
-def split_summary(*args, **kwargs):
-    """`two_stream.fuse.split_summary` (kept here for callers of the old module)."""
-    from two_stream.fuse import split_summary
-    return split_summary(*args, **kwargs)
 
 
 def options_from_args(args: argparse.Namespace):
