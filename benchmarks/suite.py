@@ -266,33 +266,34 @@ def split_configs(args, split: int, split_dir: Path, frames: Path, work: Path, p
         for stream in args.streams for cons in order}
 
 
-def train_in_parallel(args, splits: list[int], split_dir: Path, frames: Path, work: Path,
-                      preset: dict) -> bool:
-    """--executor local|slurm: every split x stream x consensus run that is not done, as job
-    arrays (the lstm runs in a second wave, after the mean runs they start from). False when
-    the command should stop here (--dry-run, --no-wait)."""
-    runs = [(cons, TrainJob(cfg, stream)) for split in splits
-            for (stream, cons), cfg in split_configs(args, split, split_dir, frames, work,
-                                                      preset).items()]
+def train_in_parallel(args, configs: dict[int, dict[tuple[str, str], Config]], work: Path
+                      ) -> dict[str, recipes.StreamRun] | None:
+    """--executor local|slurm: every split x stream x consensus run of `configs` (by split,
+    as `split_configs` gives them) that is not done, as job arrays (the lstm runs in a second
+    wave, after the mean runs they start from). Returns what each submitted run did, by run
+    directory; None when the command should stop here (--dry-run, --no-wait)."""
+    runs = [(cons, TrainJob(cfg, stream)) for by_run in configs.values()
+            for (stream, cons), cfg in by_run.items()]
     waves = [[j for c, j in runs if c != "lstm"], [j for c, j in runs if c == "lstm"]]
     options = training_options(args, folder=work / "submitit" / args.name,
                                job_name=f"suite-{args.name}")
     trained = train_waves(waves, options, dry_run=args.dry_run)
     print(f"{len(trained)} runs trained as {args.executor} jobs (logs under {options.folder})")
-    return not args.dry_run and options.wait
+    return trained if not args.dry_run and options.wait else None
 
 
-def run_split(args, split: int, videos_split_dir: Path, frames: Path, work: Path, preset: dict,
-              manifest: dict | None, out: Path, timer: Timer, started: float
-              ) -> tuple[pd.DataFrame, dict]:
-    """Both streams x every consensus on one split, its fusion table and README in `out`."""
+def run_split(args, split: int, split_runs: dict[tuple[str, str], Config],
+              submitted: dict[str, recipes.StreamRun], tag: str, manifest: dict | None,
+              out: Path, timer: Timer, started: float) -> tuple[pd.DataFrame, dict]:
+    """Both streams x every consensus on one split (`split_runs`, from `split_configs`), its
+    fusion table and README in `out`. A run `submitted` as a job (by run directory) is not
+    trained or scored again here; `tag` prefixes the timer's step names."""
     scores, configs = {}, {}
-    tag = f"split{split} " if recipes.parse_splits(args.split) != [split] else ""
-    for (stream, cons), cfg in split_configs(args, split, videos_split_dir, frames, work,
-                                             preset).items():
+    for (stream, cons), cfg in split_runs.items():
         configs[f"split{split}/{stream}_{cons}"] = cfg.to_dict()
         with timer(f"{tag}train+score {stream} {cons}"):
-            scores[(stream, cons)] = recipes.train_and_score(cfg, stream).scores
+            trained = submitted.get(cfg.run.run_dir) or recipes.train_and_score(cfg, stream)
+            scores[(stream, cons)] = trained.scores
     scores = {(s, c): scores[(s, c)] for c in args.consensus for s in args.streams}
     streams_df = stream_table(scores, manifest)
     out.mkdir(parents=True, exist_ok=True)
@@ -361,15 +362,20 @@ def _run(args: argparse.Namespace, splits: list[int]) -> int:
     with timer("frames and flow"):
         frames = recipes.frames_step(videos, work, preset=preset, frames=args.frames,
                                      quiet=args.quiet)
+    runs = {split: split_configs(args, split, split_dir, frames, work, preset)
+            for split in splits}
+    submitted: dict[str, recipes.StreamRun] = {}
     if args.executor != "inprocess" or args.dry_run:
         with timer("parallel training"):
-            if not train_in_parallel(args, splits, split_dir, frames, work, preset):
+            submitted = train_in_parallel(args, runs, work)
+            if submitted is None:
                 return 0
     streams, configs = {}, {}
     for split in splits:
         sub = out if len(splits) == 1 else out / f"split{split}"
-        streams[split], cfgs = run_split(args, split, split_dir, frames, work, preset,
-                                         manifest, sub, timer, started)
+        tag = f"split{split} " if len(splits) > 1 else ""
+        streams[split], cfgs = run_split(args, split, runs[split], submitted, tag, manifest,
+                                         sub, timer, started)
         configs.update(cfgs)
     if len(splits) > 1:
         summarise_splits(args, splits, streams, out, timer, started)
