@@ -67,10 +67,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", nargs="+", type=float,
                    help="weights for 'weighted', one per stream in --stream order "
                         "(e.g. 1 1.5, the TSN recipe)")
-    p.add_argument("--stack", default="structured", choices=STACK_MODELS,
-                   help="model of the `stack` rows: per-stream per-class weights and a class "
-                        "bias (S*C + C parameters, L2 chosen by inner group CV), or the full "
-                        "[S*C x C] logistic regression")
+    p.add_argument("--stack", default="auto", choices=STACK_MODELS,
+                   help="model of the `stack` rows: auto (the default) lets an inner group CV "
+                        "choose between the structured model (per-stream per-class weights and "
+                        "a class bias, S*C + C parameters) and, up to S*C*C = 10,000, the full "
+                        "[S*C x C] logistic regression; structured or full fixes it")
     p.add_argument("--mmaction-mean-class", action="store_true",
                    help="add a column with MMAction2's mean class accuracy (over classes "
                         "predicted or true), to check a number against an MMAction2 log")

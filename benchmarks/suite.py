@@ -61,9 +61,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5],
                    help="spatial:temporal weights of the `weighted` row, fixed in advance")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--stack", default="structured", choices=STACK_MODELS,
+    p.add_argument("--stack", default="auto", choices=STACK_MODELS,
                    help="model of the fusion table's `stack` rows (as benchmarks/fuse.py): "
-                        "structured (per-stream per-class weights + a class bias) or full")
+                        "auto (chosen by inner CV), structured or full")
     p.add_argument("--name", help="results/<name>/ (default: demo for synthetic)")
     p.add_argument("--seed", type=int, default=0, help="seed of training (initialisation, "
                                                        "sampling, augmentation)")
