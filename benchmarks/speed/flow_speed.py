@@ -67,14 +67,19 @@ HAS_TVL1 = hasattr(cv2, "optflow")  # opencv-contrib; the lent GPU machine's Ope
 
 
 def _warm_up(src: Path, size_name: str, device: torch.device, single: bool) -> float:
-    """Compile the TV-L1 graphs of this frame size (a batch of 2 pairs, and of 1 where a batch
-    of one pair will occur) outside every timed row; returns the seconds it took."""
-    clip = next(iter(sorted(src.glob("*.avi"))))
-    grey = clip_frames(clip, 2, size_name)
+    """Compile the TV-L1 graphs of every frame size the clips have at this size setting (at
+    short side 128 the clips' aspect ratios differ: one set of graphs each), a batch of 2
+    pairs and of 1 where a batch of one pair will occur, outside every timed row; returns the
+    seconds it took."""
+    shapes = {}
+    for clip in sorted(src.glob("*.avi")):
+        grey = clip_frames(clip, 2, size_name)
+        shapes.setdefault(grey.shape[1:], grey)
     t = time.perf_counter()
-    for n in (2, 1) if single else (2,):
-        tvl1(torch.from_numpy(grey[:n]), torch.from_numpy(grey[1:n + 1]), device=device,
-             compiled=True)
+    for grey in shapes.values():
+        for n in (2, 1) if single else (2,):
+            tvl1(torch.from_numpy(grey[:n]), torch.from_numpy(grey[1:n + 1]), device=device,
+                 compiled=True)
     tvl1_compiled.sync(device)
     return time.perf_counter() - t
 
