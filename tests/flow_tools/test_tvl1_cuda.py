@@ -42,3 +42,16 @@ def test_cuda_median_is_exact():
     u = torch.randn(2, 2, 61, 83)
     for k in (3, 5):
         assert torch.equal(median_filter(u.cuda(), k).cpu(), median_filter(u, k))
+
+
+def test_compiled_cuda_median_is_exact():
+    """What the compiled CUDA path runs: the network from input padded outside the graph."""
+    from flow_tools import tvl1_step
+    from flow_tools.tvl1_median import pad_replicate
+    u = torch.randn(3, 2, 61, 83)
+    run = torch.tensor([True, False, True])
+    for k in (3, 5):
+        uc = u.cuda()
+        got = tvl1_step.run_compiled(tvl1_step.median_step_padded, uc, pad_replicate(uc, k),
+                                     run.cuda(), k=k)
+        assert torch.equal(got.cpu(), tvl1_step.median_step(u, run, k=k))
