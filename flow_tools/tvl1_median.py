@@ -96,8 +96,10 @@ def median_blur_cpu(u: torch.Tensor, run: torch.Tensor, k: int) -> torch.Tensor:
     k x k median (k = 3 or 5) where run [B] is true: `cv::medianBlur` on each channel."""
     if k not in (3, 5):
         raise ValueError(f"cv::medianBlur takes float images only at sizes 3 and 5, got {k}")
-    out = u.contiguous().clone()
-    src, dst = u.contiguous().numpy(), out.numpy()
+    src = u.contiguous()
+    out = src.clone()
+    dst = out.numpy()
+    src = src.numpy()
     for b in np.flatnonzero(run.numpy()):
         for c in range(2):
             dst[b, c] = cv2.medianBlur(src[b, c], k)
