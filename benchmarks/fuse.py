@@ -21,7 +21,7 @@ import argparse
 import sys
 
 from two_stream.errors import EXIT_CODES_HELP, UserError, run_cli
-from two_stream.fusion_choices import METHODS, NORMS, STACK_MODELS
+from two_stream.fusion_choices import FULL_CANDIDATE_MAX, METHODS, NORMS, STACK_MODELS
 
 __all__ = ["get_args_parser", "main", "options_from_args", "run"]
 
@@ -70,8 +70,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", default="auto", choices=STACK_MODELS,
                    help="model of the `stack` rows: auto (the default) lets an inner group CV "
                         "choose between the structured model (per-stream per-class weights and "
-                        "a class bias, S*C + C parameters) and, up to S*C*C = 10,000, the full "
-                        "[S*C x C] logistic regression; structured or full fixes it")
+                        f"a class bias, S*C + C parameters) and, up to S*C*C = "
+                        f"{FULL_CANDIDATE_MAX:,}, the full [S*C x C] logistic regression; "
+                        "structured or full fixes it")
     p.add_argument("--mmaction-mean-class", action="store_true",
                    help="add a column with MMAction2's mean class accuracy (over classes "
                         "predicted or true), to check a number against an MMAction2 log")

@@ -21,11 +21,11 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .fusion import METHODS, Row, fusion_rows
+from .fusion_choices import FULL_CANDIDATE_MAX
 from .metrics import confusion_matrix
 from .report import note_start, sha256, write_run_json, write_table
 from .score_consensus import consensus_from_snippets
 from .scores import ScoreFile, ScoreFileError, align, load_any
-from .stack_full import FULL_CANDIDATE_MAX
 
 StreamKey = str | tuple[str, str]  # name, or (name, column) for the grid
 StreamInput = str | Path | ScoreFile

@@ -343,7 +343,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
     # our stacking models (not `full`) centre each video's scores: logits and log-probabilities
     # are one fit for them, kept here by their features
     centred = stack_model != "full"
-    structured: dict[str, Learned] = {}
+    centred_fits: dict[str, Learned] = {}
     cache: dict[str, np.ndarray] = {"none": raw, "-": raw}  # [S, N, C] per norm, made once
 
     def normed(norm: str) -> np.ndarray:
@@ -395,8 +395,8 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                 # the model centres each video's scores: log-probabilities and logits differ
                 # by a constant per video, so [softmax] and [none] are one fit
                 key = "logits" if norm in ("none", "softmax") else norm
-                if own and key in structured:
-                    learned = structured[key]
+                if own and key in centred_fits:
+                    learned = centred_fits[key]
                 else:
                     if as_log:
                         stack = logp()
@@ -410,7 +410,7 @@ def fusion_rows(streams: dict[str, np.ndarray], labels: np.ndarray, video_ids: l
                                     val_labels=None if val is None else val[1],
                                     val_groups=vg, stack_model=stack_model)
                     if own:
-                        structured[key] = learned
+                        centred_fits[key] = learned
                 fused, used, detail = learned.scores, learned.labels_used, learned.detail
                 if as_log:
                     detail = ("softmax scores as log-probabilities (centred per video: the "

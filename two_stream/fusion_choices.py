@@ -9,3 +9,4 @@ METHODS = FIXED_METHODS + LEARNED_METHODS
 # `stack`: the inner CV chooses between the structured model (S*C + C parameters) and, where
 # it is small, the full [S*C x C] one; or either of them alone
 STACK_MODELS = ("auto", "structured", "full")
+FULL_CANDIDATE_MAX = 10_000  # S*C*C weights up to which `auto` weighs the full model (70 classes)

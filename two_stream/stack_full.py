@@ -6,17 +6,19 @@ regression on every stream's standardised scores. Under `auto` the same regressi
 scores centred per video (so logits and log-probabilities are one fit, as for the structured
 model) and competes on held-out likelihood in the same inner group CV that chooses the
 structured model's L2. It is only a candidate up to FULL_CANDIDATE_MAX weights: on small
-problems it learns which classes one stream confuses and the other does not (the demo: 93.1
-vs 84.7 % top-1 for the structured model on 72 validation videos of 12 classes); at UCF101
-size (2 x 101 x 101 = 20 k weights) its inner CV alone would take longer than the whole table
-may, and at Kinetics size (320 k weights for 16 k videos) it overfits far below the streams.
+problems it can learn which classes one stream confuses and the other does not (the demo's
+test videos: 93.1 vs 84.7 % top-1 for the structured model, though its 48 validation videos
+favour the structured one, so `auto` keeps that); at UCF101 size (2 x 101 x 101 = 20 k
+weights) its inner CV alone would take longer than the whole table may, and at Kinetics
+size (320 k weights for 16 k videos) it overfits far below the streams.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import log_softmax
 
-FULL_CANDIDATE_MAX = 10_000  # S*C*C weights: two streams of up to 70 classes (HMDB51: 5.2 k)
+from .fusion_choices import FULL_CANDIDATE_MAX  # two streams of up to 70 classes (HMDB51: 5.2 k)
+
 FULL_L2_GRID = (1e-1, 1e-2, 1e-3)  # strongest first: each fit warm-starts the next
 
 
@@ -74,18 +76,18 @@ def candidacy(stack_model: str, streams: int, classes: int) -> tuple[bool, str]:
                    "candidate at this size")
 
 
-def full_path(x_train: np.ndarray, y_train: np.ndarray, held: list[np.ndarray],
+def full_path(x_train: np.ndarray, y_train: np.ndarray, held: list[tuple],
               grid: tuple[float, ...] = FULL_L2_GRID) -> dict[float, list[float]]:
     """Held-out summed cross-entropy of the full model fitted on centred scores x_train
-    [S, N, C] at each strength of `grid`: {l2: [loss on held[i] ...]} for held-out pairs
-    (x [S, m, C], labels [m]) given as held = [x0, y0, x1, y1, ...]."""
+    [S, N, C] at each strength of `grid`: {l2: [loss on each held-out set]} for `held`, a
+    list of (centred scores [S, m, C], labels [m])."""
     c = x_train.shape[2]
     feats = full_features(np.asarray(x_train, np.float64))
+    held_feats = [(full_features(np.asarray(x, np.float64)), y) for x, y in held]
     out, theta = {}, None
     for l2 in grid:
         model, theta = fit_logistic(feats, y_train, c, l2, theta)
-        out[l2] = [float(-model(full_features(np.asarray(held[i], np.float64)))[
-            np.arange(len(held[i + 1])), held[i + 1]].sum()) for i in range(0, len(held), 2)]
+        out[l2] = [float(-model(f)[np.arange(len(y)), y].sum()) for f, y in held_feats]
     return out
 
 

@@ -202,6 +202,15 @@ def _best(loss: dict[float, float]) -> float:
     return min(loss, key=lambda l2: (loss[l2], -l2))
 
 
+def _full_wins(full_loss: dict[float, float], structured_loss: float) -> float | None:
+    """The full model's strength when its best summed held-out loss is below the structured
+    model's, else None (also when the full model did not compete)."""
+    if not full_loss:
+        return None
+    l2 = _best(full_loss)
+    return l2 if full_loss[l2] < structured_loss else None
+
+
 def _first_rise(h: dict[float, float]) -> int:
     """Index of the first strength whose held-out loss is above the previous one's (the
     last index when none is)."""
@@ -322,8 +331,8 @@ def stack_out_of_fold(stack: np.ndarray, labels: np.ndarray, groups: list[str],
     for j in range(k) if full else ():
         jg = (j + 1) % k
         parts, ytr, _ = train({j, jg})
-        path = full_path(np.concatenate(parts, axis=1), ytr,
-                         [x[:, lo[jg]:hi[jg]], y[lo[jg]:hi[jg]], x[:, lo[j]:hi[j]], y[lo[j]:hi[j]]])
+        held = [(x[:, lo[i]:hi[i]], y[lo[i]:hi[i]]) for i in (jg, j)]
+        path = full_path(np.concatenate(parts, axis=1), ytr, held)
         for l2, (on_jg, on_j) in path.items():
             for outer, v in ((j, on_jg), (jg, on_j)):
                 h = full_loss[int(ks[outer])]
@@ -331,10 +340,10 @@ def stack_out_of_fold(stack: np.ndarray, labels: np.ndarray, groups: list[str],
     for j, f in enumerate(ks):
         h = heldout[int(f)]
         l2 = _best({v: h[v] for v in list(h)[: _first_rise(h) + 1]})
-        fh = full_loss[int(f)]
-        if fh and fh[_best(fh)] < h[l2]:
+        full_l2 = _full_wins(full_loss[int(f)], h[l2])
+        if full_l2 is not None:
             parts, ytr, _ = train({j})
-            l2 = _best(fh)
+            l2 = full_l2
             out[order[lo[j]:hi[j]]] = fit_full(np.concatenate(parts, axis=1), ytr, l2)(
                 x[:, lo[j]:hi[j]])
             chosen.append(l2)
@@ -363,12 +372,13 @@ def stack_on_validation(stack: np.ndarray, val_stack: np.ndarray, val_labels: np
         fl: dict[float, float] = {}
         for g in np.unique(inner):
             tr, te = inner != g, inner == g
-            for v, (nll,) in full_path(x[:, tr], val_labels[tr], [x[:, te], val_labels[te]]
+            for v, (nll,) in full_path(x[:, tr], val_labels[tr], [(x[:, te], val_labels[te])]
                                        ).items():
                 fl[v] = fl.get(v, 0.0) + nll
-        if fl[_best(fl)] < loss[l2]:
+        full_l2 = _full_wins(fl, loss[l2])
+        if full_l2 is not None:
             xt, _ = _features(stack, scale)
-            return Stacked(fit_full(x, val_labels, _best(fl))(xt), [_best(fl)], [], ["full"])
+            return Stacked(fit_full(x, val_labels, full_l2)(xt), [full_l2], [], ["full"])
     final = fit(x, val_labels, l2, scale, warm[l2].theta)
     bad = [] if final.converged else [f"max |gradient| {final.grad_max:.1e}"]
     return Stacked(predict(final, stack), [l2], bad, ["structured"] if full else [])
