@@ -31,7 +31,7 @@ from two_stream.fusion import learn, normalize
 from two_stream.metrics import mcnemar_p, strict_correct, topk_accuracy
 from two_stream.report import note_start, sha256, write_run_json, write_table
 from two_stream.scores import align, load_scores
-from two_stream.stack_full import fit_full, full_path
+from two_stream.stack_full import fit_full
 
 STREAMS = ("spatial", "temporal")
 CONSENSUS = ("mean", "max", "var", "lstm")
@@ -49,11 +49,15 @@ class Scores:
     test_labels: np.ndarray
 
 
+def score_path(runs: Path, stream: str, consensus: str, split: str) -> Path:
+    return runs / f"{stream}_{consensus}" / f"scores_{split}.npz"
+
+
 def load_runs(runs: Path, consensus: str) -> Scores:
     """The streams' score files of one consensus under `runs`."""
     parts = {}
     for split in ("val", "test"):
-        paths = {s: runs / f"{s}_{consensus}" / f"scores_{split}.npz" for s in STREAMS}
+        paths = {s: score_path(runs, s, consensus, split) for s in STREAMS}
         for p in paths.values():
             if not p.is_file():
                 raise UserError(f"{p}: no score file (train the runs first: make demo)")
@@ -72,12 +76,7 @@ def inner_choice(sc: Scores, k: int, seed: int) -> tuple[dict, np.ndarray]:
     groups = len(set(sc.val_groups))
     inner = stacking.inner_folds(sc.val_labels, sc.val_groups, k or groups, seed)
     l2, warm, loss = stacking.choose_l2(x, sc.val_labels, inner, scale)
-    full_loss: dict[float, float] = {}
-    for g in np.unique(inner):
-        tr, te = inner != g, inner == g
-        for v, (nll,) in full_path(x[:, tr], sc.val_labels[tr],
-                                   [(x[:, te], sc.val_labels[te])]).items():
-            full_loss[v] = full_loss.get(v, 0.0) + nll
+    full_loss = stacking.full_inner_loss(x, sc.val_labels, inner)
     full_l2 = stacking._best(full_loss)
     pick = "full" if stacking._full_wins(full_loss, loss[l2]) is not None else "structured"
     structured = stacking.fit(x, sc.val_labels, l2, scale, warm[l2].theta)
@@ -108,11 +107,11 @@ def before(sc: Scores) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     return out, right
 
 
-def choice_table(runs: Path, consensus: tuple[str, ...] = CONSENSUS,
-                 inner: tuple[tuple[int, int], ...] = INNER) -> pd.DataFrame:
+def choice_table(scores: dict[str, Scores], inner: tuple[tuple[int, int], ...] = INNER
+                 ) -> pd.DataFrame:
+    """Rows per consensus of `scores` ({consensus: its runs' scores}) and inner CV."""
     rows = []
-    for cons in consensus:
-        sc = load_runs(runs, cons)
+    for cons, sc in scores.items():
         old, old_right = before(sc)
         for k, seed in inner:
             row, right = inner_choice(sc, k, seed)
@@ -132,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         note_start()
-        df = choice_table(args.runs, tuple(args.consensus))
-        first = load_runs(args.runs, args.consensus[0])
+        scores = {c: load_runs(args.runs, c) for c in args.consensus}
+        df = choice_table(scores)
+        first = scores[args.consensus[0]]
         note = (f"{len(first.val_labels)} validation videos, {len(first.test_labels)} test "
                 "videos. CE: summed held-out cross-entropy over the inner folds (lower is "
                 "better; `pick` is the lower). The first row per consensus is the choice the "
@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = df.assign(**{c: df[c].map("{:g}".format) for c in ("structured L2", "full L2")})
         md = write_table(df, args.out, title="Stacking model choice on the validation videos",
                          note=note, display=shown)
-        inputs = {f"{s}_{c}/scores_{split}.npz": sha256(args.runs / f"{s}_{c}" /
-                                                         f"scores_{split}.npz")
-                  for c in args.consensus for s in STREAMS for split in ("val", "test")}
+        paths = [score_path(args.runs, s, c, split) for c in args.consensus
+                 for s in STREAMS for split in ("val", "test")]
+        inputs = {str(p.relative_to(args.runs)): sha256(p) for p in paths}
         write_run_json(args.out, runs=str(args.runs), consensus=args.consensus,
                        inner=[list(x) for x in INNER], inputs_sha256=inputs)
         print(md)

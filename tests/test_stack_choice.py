@@ -31,13 +31,14 @@ def _write_runs(root, consensus: str, confused: bool, seed: int) -> None:
 def test_first_row_is_the_tables_choice_and_pick_is_the_lower_loss(tmp_path):
     _write_runs(tmp_path, "mean", confused=True, seed=3)
     _write_runs(tmp_path, "max", confused=False, seed=4)
-    df = stack_choice.choice_table(tmp_path, ("mean", "max"), inner=((3, 0), (0, 0)))
+    scores = {c: stack_choice.load_runs(tmp_path, c) for c in ("mean", "max")}
+    df = stack_choice.choice_table(scores, inner=((3, 0), (0, 0)))
     assert list(df.consensus) == ["mean", "mean", "max", "max"]
     assert list(df["inner folds"])[1].endswith("(one per group)")
     lower = np.where(df["full CE"] < df["structured CE"], "full", "structured")
     assert list(df.pick) == list(lower)
     for cons, expect in (("mean", "full"), ("max", "structured")):
-        sc = stack_choice.load_runs(tmp_path, cons)
+        sc = scores[cons]
         auto = learn("stack", sc.test, sc.test_labels, ["x"] * len(sc.test_labels),
                      val_stack=sc.val, val_labels=sc.val_labels, val_groups=sc.val_groups)
         row = df[df.consensus == cons].iloc[0]

@@ -197,6 +197,17 @@ def choose_l2(x: np.ndarray, y: np.ndarray, inner: np.ndarray, scale: np.ndarray
     return _best(loss), last, loss
 
 
+def full_inner_loss(x: np.ndarray, y: np.ndarray, inner: np.ndarray) -> dict[float, float]:
+    """The full model's summed held-out cross-entropy over the inner folds `inner` (as
+    `choose_l2` sums the structured model's), at each strength of its grid."""
+    loss: dict[float, float] = {}
+    for g in np.unique(inner):
+        tr, te = inner != g, inner == g
+        for l2, (nll,) in full_path(x[:, tr], y[tr], [(x[:, te], y[te])]).items():
+            loss[l2] = loss.get(l2, 0.0) + nll
+    return loss
+
+
 def _best(loss: dict[float, float]) -> float:
     """The strength of least held-out loss; ties go to the stronger."""
     return min(loss, key=lambda l2: (loss[l2], -l2))
@@ -369,13 +380,7 @@ def stack_on_validation(stack: np.ndarray, val_stack: np.ndarray, val_labels: np
     inner = inner_folds(val_labels, val_groups, inner_k, seed)
     l2, warm, loss = choose_l2(x, val_labels, inner, scale)
     if full:
-        fl: dict[float, float] = {}
-        for g in np.unique(inner):
-            tr, te = inner != g, inner == g
-            for v, (nll,) in full_path(x[:, tr], val_labels[tr], [(x[:, te], val_labels[te])]
-                                       ).items():
-                fl[v] = fl.get(v, 0.0) + nll
-        full_l2 = _full_wins(fl, loss[l2])
+        full_l2 = _full_wins(full_inner_loss(x, val_labels, inner), loss[l2])
         if full_l2 is not None:
             xt, _ = _features(stack, scale)
             return Stacked(fit_full(x, val_labels, full_l2)(xt), [full_l2], [], ["full"])
